@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine (they create .venv and install into it):
+#   make main   train + evaluate the baseline, write results/ (table + figure)
+#   make test   the whole test suite, notebooks included (what CI runs)
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Data: $SURVEY_DATA_DIR if set; else this project's shared copy beside the checkout; else ./data
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(SURVEY_DATA_DIR),)
+ifneq ($(wildcard $(SHARED_DATA)/medmnist),)
+export SURVEY_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: main test install lint clean
+main: $(VENV)/.installed
+	$(PY) -m survey_lib train --dataset breastmnist --profile $(or $(SURVEY_PROFILE),cpu) --out results
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check survey_lib tests
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	touch $@
+
+clean:
+	rm -rf results runs site

@@ -1,0 +1,357 @@
+"""One training loop for every task (d2l-style: short, readable, reused by the defenses).
+
+- loss from the task: cross-entropy (single-label), BCE-with-logits (multi-label), Dice + CE
+  (segmentation); a defense swaps in its own ``loss_fn`` (adversarial training, issue 4).
+- seeding and deterministic flags; cuda > mps > cpu; bf16 autocast and channels_last on CUDA.
+- the checkpoint kept is the best on the validation split by ``select_fn`` (AUC by default, as in
+  MedMNIST v2; Dice for segmentation); the test split is never looked at during training.
+- every epoch is saved atomically to ``last.pt``, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import Split
+from .errors import ConfigError
+from .metrics import classification_metrics, dice_iou
+
+
+# ----------------------------------------------------------------------------- device and seeds
+def select_device(name: str | None = None) -> torch.device:
+    """``name`` if given, else cuda > mps > cpu."""
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and ask cuDNN for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(model: nn.Module, x: torch.Tensor | None, device: torch.device):
+    """Move a model (and a batch) to ``device``; channels_last memory format on CUDA."""
+    fmt = None
+    if device.type == "cuda" and x is not None and x.ndim in (4, 5):
+        fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
+    model.to(device, memory_format=fmt) if fmt else model.to(device)
+    if x is None:
+        return None
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=fmt) if fmt else x
+
+
+# ----------------------------------------------------------------------------- augmentation
+def augment(x: torch.Tensor, y: torch.Tensor | None = None, max_degrees: float = 15.0):
+    """Random horizontal flip and small rotation of a 2D batch (the mask ``y`` follows); flips only
+    for volumes. Rotation uses bilinear resampling with border padding."""
+    n = x.shape[0]
+    flip = torch.rand(n, device=x.device) < 0.5
+    x = torch.where(flip.view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
+    if y is not None and y.ndim >= 3:
+        y = torch.where(flip.view(-1, *[1] * (y.ndim - 1)), y.flip(-1), y)
+    if x.ndim != 4 or max_degrees <= 0:
+        return x, y
+    angle = (torch.rand(n, device=x.device) * 2 - 1) * math.radians(max_degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zeros = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    if y is not None and y.ndim == 3:
+        y = F.grid_sample(y[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
+    return x, y
+
+
+# ----------------------------------------------------------------------------- losses
+def dice_loss(logits: torch.Tensor, masks: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss of the lesion channel (Milletari et al. 2016)."""
+    p = torch.softmax(logits.float(), dim=1)[:, 1]
+    t = masks.float()
+    inter = (p * t).flatten(1).sum(1)
+    return 1 - ((2 * inter + eps) / (p.flatten(1).sum(1) + t.flatten(1).sum(1) + eps)).mean()
+
+
+def task_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The natural loss of a task: CE, BCE-with-logits (multi-label) or Dice + CE (segmentation)."""
+    if task == "segmentation":
+        return lambda logits, y: F.cross_entropy(logits.float(), y) + dice_loss(logits, y)
+    if task.startswith("multi-label"):
+        return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float(), y.float())
+    return lambda logits, y: F.cross_entropy(logits.float(), y.view(-1))
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
+            device: torch.device | None = None) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` (eval mode, batched), returned on the CPU."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = to_device(model, x[i:i + batch_size], device)
+        with autocast(device):
+            out.append(model(xb).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 256) -> dict:
+    """Clean metrics of ``model`` on a split: ACC/AUC/bACC/shares, or Dice/IoU for segmentation."""
+    logits = predict(model, split.x, batch_size)
+    if split.info.task == "segmentation":
+        return dice_iou(logits, split.y)
+    return classification_metrics(logits, split.y, split.info.task, split.info.num_classes)
+
+
+def default_select(model: nn.Module, val: Split) -> float:
+    """Validation score used to keep the best checkpoint: AUC, or Dice for segmentation."""
+    m = evaluate(model, val)
+    return m["dice"] if "dice" in m else m["auc"]
+
+
+# ----------------------------------------------------------------------------- the loop
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float):
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay,
+                               nesterov=True)
+    raise ConfigError(f"Unknown optimizer {name!r}. Valid optimizers: adam, sgd.")
+
+
+def make_schedule(opt, name: str, epochs: int, steps_per_epoch: int, lr: float):
+    """Per-step LR schedule: cosine, OneCycle (the survey's), multistep (×0.1 at 50%/75%), constant."""
+    total = max(epochs * steps_per_epoch, 1)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total)
+    if name == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, [total // 2, 3 * total // 4], 0.1)
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    raise ConfigError(f"Unknown schedule {name!r}. Valid: cosine, onecycle, multistep, constant.")
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, train: Split, val: Split, *, epochs: int, batch_size: int,
+        optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
+        schedule: str = "cosine", augment_data: bool = True, seed: int = 0,
+        loss_fn: Callable | None = None, select_fn: Callable | None = None,
+        sampler_weights: torch.Tensor | None = None, device: str | None = None,
+        checkpoint: Path | None = None, progress: bool = True) -> dict:
+    """Train ``model`` in place and load the best-on-validation weights into it.
+
+    ``loss_fn(model, x, y) -> loss`` replaces the task loss (adversarial training plugs in here);
+    ``select_fn(model, val) -> score`` picks the checkpoint (higher is better);
+    ``sampler_weights`` (one per training example) turns on weighted sampling with replacement;
+    ``checkpoint`` is a ``last.pt`` path: saved after every epoch, resumed from when present.
+    Returns ``{"history": [...], "best_epoch": int, "best_score": float, "seconds": float}``.
+    """
+    seed_everything(seed)
+    dev = select_device(device)
+    to_device(model, train.x[:1], dev)
+    criterion = task_loss(train.info.task)
+    loss_fn = loss_fn or (lambda m, xb, yb: criterion(m(xb), yb))
+    select_fn = select_fn or default_select
+    steps = math.ceil(len(train) / batch_size)
+    opt = make_optimizer(model, optimizer, lr, weight_decay)
+    sched = make_schedule(opt, schedule, epochs, steps, lr)
+    state = {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": -1,
+             "best_state": None, "seconds": 0.0}
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        state = saved["state"]
+    bar = tqdm(range(state["epoch"], epochs), desc=f"train {train.info.flag}", disable=not progress,
+               initial=state["epoch"], total=epochs, leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)  # same order after a resume
+        if sampler_weights is not None:
+            order = torch.multinomial(sampler_weights, len(train), replacement=True, generator=gen)
+        else:
+            order = torch.randperm(len(train), generator=gen)
+        total, seen = 0.0, 0
+        for i in range(steps):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            xb = to_device(model, train.x[idx], dev)
+            yb = train.y[idx].to(dev)
+            if augment_data:
+                xb, yb_aug = augment(xb, yb if train.info.task == "segmentation" else None)
+                yb = yb_aug if yb_aug is not None else yb
+            with autocast(dev):
+                loss = loss_fn(model, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        score = float(select_fn(model, val))
+        state["seconds"] += time.perf_counter() - start
+        state["history"].append({"epoch": epoch + 1, "loss": total / seen, "val_score": score,
+                                 "lr": sched.get_last_lr()[0], "seconds": state["seconds"]})
+        if score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch + 1,
+                         best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        state["epoch"] = epoch + 1
+        bar.set_postfix(loss=f"{total / seen:.3f}", val=f"{score:.3f}", best=f"{state['best_score']:.3f}")
+        if checkpoint is not None:
+            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                         "state": state}, Path(checkpoint))
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    model.eval()
+    return {k: state[k] for k in ("history", "best_epoch", "best_score", "seconds")}
+
+
+# ----------------------------------------------------------------------------- cached runs
+RUNS_ENV = "SURVEY_RUNS_DIR"
+
+
+def runs_root() -> Path:
+    """Where trained models are cached: ``$SURVEY_RUNS_DIR`` or ``./runs``."""
+    return Path(os.environ.get(RUNS_ENV) or "runs")
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a JSON-able configuration."""
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cached_run(config: dict, build: Callable[[], nn.Module],
+               train_fn: Callable[[nn.Module, Path], dict], force: bool = False):
+    """Train once per configuration, then reuse: ``runs/<dataset>/<name>-<hash>/``.
+
+    ``build()`` makes the untrained model; ``train_fn(model, last_pt_path)`` trains it in place and
+    returns a JSON-able record. The folder holds ``model.pt`` (weights), ``record.json`` and, while
+    training, ``last.pt`` (resume point). Returns ``(model in eval mode, record)``.
+    """
+    import json
+
+    folder = runs_root() / config["dataset"] / f"{config['name']}-{config_hash(config)}"
+    weights, record_path = folder / "model.pt", folder / "record.json"
+    model = build()
+    if not force and weights.exists() and record_path.exists():
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return model.eval(), json.loads(record_path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    record = train_fn(model, folder / "last.pt")
+    record = {"config": config, **record}
+    atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    tmp = record_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, record_path)
+    (folder / "last.pt").unlink(missing_ok=True)
+    return model.eval(), record
+
+
+def load_dataset(dataset: str, size: int = 28, root=None) -> dict[str, Split]:
+    """Train/val/test splits of a MedMNIST flag or of ``"ph2"``."""
+    from .data import load_ph2, load_splits
+
+    if dataset.lower() == "ph2":
+        return {s: load_ph2(s, root) for s in ("train", "val", "test")}
+    return load_splits(dataset, size, root)
+
+
+def baseline_config(dataset: str, profile, size: int = 28, seed: int | None = None) -> dict:
+    """The (hashable) training configuration of an undefended model for ``dataset`` and a profile."""
+    from .config import get_profile
+
+    p = get_profile(profile)
+    dataset = dataset.lower()
+    if dataset == "ph2":
+        model, width, epochs, batch = "unet", p.seg_width, p.epochs_seg, p.batch_size_seg
+    elif dataset.endswith("3d"):
+        model, width, epochs, batch = p.model_3d, None, p.epochs_3d, p.batch_size_3d
+    else:
+        model, width, epochs, batch = p.model, p.width, p.epochs, p.batch_size
+    return {"name": f"nat-{model}", "dataset": dataset, "size": size, "model": model,
+            "width": width, "epochs": epochs, "batch_size": batch, "optimizer": p.optimizer,
+            "lr": p.lr, "weight_decay": p.weight_decay, "schedule": p.schedule,
+            "augment": p.augment, "train_subset": p.train_subset, "eval_subset": p.eval_subset,
+            "seed": p.seed if seed is None else seed, "profile": p.name}
+
+
+def build_for(config: dict, info) -> nn.Module:
+    """The model a configuration names, shaped for the dataset's channels and classes; its initial
+    weights are drawn from the configuration's seed."""
+    from .models import build_model
+
+    seed_everything(config["seed"])
+    return build_model(config["model"], info.n_channels, info.num_classes, config["width"],
+                       config["size"])
+
+
+def train_baseline(dataset: str, profile=None, size: int = 28, seed: int | None = None,
+                   root=None, force: bool = False, progress: bool = True):
+    """Train (or load from ``runs/``) the undefended model of a dataset; evaluate it on val and test.
+
+    Returns ``(model, record)``; the record holds the config, val/test metrics, the training history
+    and the wall time, and is what the CLI's results table and notebook 00 show.
+    """
+    config = baseline_config(dataset, profile, size, seed)
+    splits = load_dataset(config["dataset"], size, root)
+    train = splits["train"].subset(config["train_subset"], config["seed"])
+    val, test = (splits[s].subset(config["eval_subset"], config["seed"]) for s in ("val", "test"))
+
+    def train_fn(model: nn.Module, last: Path) -> dict:
+        start = time.perf_counter()
+        out = fit(model, train, val, epochs=config["epochs"], batch_size=config["batch_size"],
+                  optimizer=config["optimizer"], lr=config["lr"],
+                  weight_decay=config["weight_decay"], schedule=config["schedule"],
+                  augment_data=config["augment"], seed=config["seed"], checkpoint=last,
+                  progress=progress)
+        return {"val": evaluate(model, val), "test": evaluate(model, test),
+                "wall_seconds": round(time.perf_counter() - start, 1),
+                "device": str(select_device()), "torch": torch.__version__, **out}
+
+    return cached_run(config, lambda: build_for(config, train.info), train_fn, force)

@@ -1,0 +1,47 @@
+"""Shared fixtures. Real data comes from $SURVEY_DATA_DIR (the Makefile points it at ../shared/data);
+trained models are cached in a per-session temporary runs folder so tests never touch ./runs."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from survey_lib.data import DATA_ENV
+
+
+def _real_root() -> Path | None:
+    root = os.environ.get(DATA_ENV)
+    if root and (Path(root) / "medmnist" / "breastmnist.npz").exists():
+        return Path(root)
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return shared if (shared / "medmnist" / "breastmnist.npz").exists() else None
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """The folder with the real MedMNIST/PH2 files; in CI its absence is an error, not a skip."""
+    root = _real_root()
+    if root is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the real data: set {DATA_ENV} (see README)")
+        pytest.skip(f"real data not found: set {DATA_ENV}")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_runs(tmp_path_factory):
+    """Cache trained models in a temporary folder shared by the whole test session."""
+    old = os.environ.get("SURVEY_RUNS_DIR")
+    os.environ["SURVEY_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    yield
+    if old is None:
+        os.environ.pop("SURVEY_RUNS_DIR", None)
+    else:
+        os.environ["SURVEY_RUNS_DIR"] = old
+
+
+@pytest.fixture
+def data_env(real_root, monkeypatch):
+    """Point $SURVEY_DATA_DIR at the real data for one test."""
+    monkeypatch.setenv(DATA_ENV, str(real_root))
+    return real_root

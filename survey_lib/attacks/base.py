@@ -1,0 +1,138 @@
+"""The one attack interface: ``attack(model, x, y) -> x_adv``.
+
+An :class:`Attack` is configured with its threat model (norm, ε, steps, step size, restarts,
+targeted) and called on a model, images in [0, 1] and labels (N,) or (N, 1). The base class does
+the bookkeeping every attack needs, so each algorithm file holds only its algorithm:
+
+- validates the inputs (ε > 0, L∞ ε ≤ 255/255, images inside [0, 1], target labels when targeted);
+- puts the model in eval mode (BatchNorm statistics never move) and restores its mode afterwards;
+- takes gradients with respect to the input only (parameter ``.grad`` fields are never touched);
+- warns once when the model seems to return probabilities instead of logits;
+- clamps the result to [0, 1] and checks it stays inside the ε-ball.
+
+ε for L∞ is given in /255 units (``eps=8`` means 8/255); for L2 in plain pixel units.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, task: str = "auto") -> torch.Tensor:
+    """Per-example loss to ascend: cross-entropy (single-label), BCE-with-logits (multi-label, float
+    targets of the same shape as the logits), per-pixel cross-entropy (segmentation logits (N,C,H,W)).
+    Summed over the batch, so each example's gradient does not depend on the batch size."""
+    logits = logits.float()
+    if task == "multi-label" or (task == "auto" and y.is_floating_point() and y.shape == logits.shape):
+        return F.binary_cross_entropy_with_logits(logits, y.float(), reduction="none").flatten(1).mean(1).sum()
+    if logits.ndim > 2:  # segmentation: mean over pixels, sum over images
+        return F.cross_entropy(logits, y, reduction="none").flatten(1).mean(1).sum()
+    return F.cross_entropy(logits, y, reduction="sum")
+
+
+class Attack:
+    """Base class. Subclasses set ``name`` and ``norm`` and implement :meth:`perturb`."""
+
+    name = "attack"
+    norm = "linf"  # "linf" | "l2" | "patch" | "universal"
+    black_box = False
+
+    def __init__(self, eps: float = 8, steps: int = 10, step_size: float | None = None,
+                 restarts: int = 1, targeted: bool = False, random_start: bool = True,
+                 loss: str = "auto", seed: int = 0):
+        if eps <= 0:
+            raise ConfigError(f"{self.name}: ε must be positive, got {eps}.")
+        if self.norm == "linf" and eps > 255:
+            raise ConfigError(
+                f"{self.name}: L∞ ε is given in /255 units, so it must be ≤ 255 (= 1.0 in pixels); "
+                f"got {eps}. Did you mean eps={eps / 255:.4g}×255? For ε = 8/255 pass eps=8.")
+        if steps < 1 or restarts < 1:
+            raise ConfigError(f"{self.name}: steps and restarts must be ≥ 1 (got {steps}, {restarts}).")
+        self.eps_units = eps
+        self.eps = eps / 255 if self.norm == "linf" else float(eps)
+        self.steps, self.restarts, self.targeted = steps, restarts, targeted
+        self.step_size = self._default_step() if step_size is None else (
+            step_size / 255 if self.norm == "linf" else step_size)
+        self.random_start, self.loss, self.seed = random_start, loss, seed
+        self.queries = 0  # model evaluations spent (reported by black-box attacks)
+
+    def _default_step(self) -> float:
+        return 2.5 * self.eps / self.steps  # Madry et al. 2018's rule of thumb
+
+    def __repr__(self) -> str:
+        unit = "/255" if self.norm == "linf" else ""
+        return (f"{type(self).__name__}(eps={self.eps_units:g}{unit}, steps={self.steps}, "
+                f"restarts={self.restarts}, targeted={self.targeted})")
+
+    # ------------------------------------------------------------------ the call
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 target: torch.Tensor | None = None) -> torch.Tensor:
+        if x.min() < 0 or x.max() > 1:
+            raise ConfigError(
+                f"{self.name}: images must lie in [0, 1] (got min {float(x.min()):.3g}, max "
+                f"{float(x.max()):.3g}). survey_lib models normalise inside; pass raw [0, 1] images "
+                "rather than normalised ones.")
+        if self.targeted and target is None:
+            raise ConfigError(f"{self.name}: a targeted attack needs target labels: "
+                              "call attack(model, x, y, target=...).")
+        y = self._labels(y, x)
+        goal = self._labels(target, x) if self.targeted else y
+        was_training = model.training
+        model.eval()
+        params = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        try:
+            self._check_logits(model, x[:8])
+            x_adv = self.perturb(model, x.detach(), goal).detach().clamp_(0, 1)
+        finally:
+            for p, flag in zip(model.parameters(), params):
+                p.requires_grad_(flag)
+            model.train(was_training)
+        return x_adv
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    @staticmethod
+    def _labels(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y = y.to(x.device)
+        if not y.is_floating_point() and y.ndim == 2 and y.shape[1] == 1:
+            y = y.view(-1)  # MedMNIST's (N, 1) labels
+        return y
+
+    def _check_logits(self, model: nn.Module, x: torch.Tensor) -> None:
+        with torch.no_grad():
+            out = model(x).float()
+        if out.ndim == 2 and out.shape[1] > 1 and bool((out >= 0).all() and (out <= 1).all()) and \
+                torch.allclose(out.sum(1), torch.ones(len(out), device=out.device), atol=1e-3):
+            warnings.warn(f"{self.name}: the model's outputs are non-negative and sum to 1 per row: "
+                          "it seems to return probabilities. Attacks need logits (remove the final "
+                          "softmax); gradients through a saturated softmax vanish.", stacklevel=3)
+
+    def loss_value(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scalar to ascend (descend for targeted attacks)."""
+        loss = attack_loss(model(x), y, "auto" if self.loss == "auto" else self.loss)
+        return -loss if self.targeted else loss
+
+    def grad(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Gradient of :meth:`loss_value` with respect to the input only."""
+        x = x.detach().requires_grad_(True)
+        return torch.autograd.grad(self.loss_value(model, x, y), x)[0]
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Project onto the ε-ball around ``x`` (L∞ or L2) and onto [0, 1]."""
+        delta = x_adv - x
+        if self.norm == "l2":
+            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+            delta = delta * (self.eps / norms).clamp(max=1.0).view(-1, *[1] * (x.ndim - 1))
+        else:
+            delta = delta.clamp(-self.eps, self.eps)
+        return (x + delta).clamp(0, 1)

@@ -37,6 +37,7 @@ class Profile:
     weight_decay: float = 0.0
     schedule: str = "cosine"  # "cosine" | "onecycle" | "multistep" | "constant"
     augment: bool = True  # random flips + small rotations (2D), flips (3D, seg)
+    balanced: bool = True  # class-balanced sampling of training examples (single-label tasks)
     train_subset: int | None = None  # cap on training examples (smoke)
     eval_subset: int | None = None  # cap on val/test examples (smoke)
     seg_width: int = 16

@@ -293,6 +293,15 @@ def cached_run(config: dict, build: Callable[[], nn.Module],
     return model.eval(), record
 
 
+def class_balanced_weights(split: Split) -> torch.Tensor | None:
+    """One sampling weight per example, 1 / (size of its class), so every class is drawn equally
+    often (the seed code's WeightedRandomSampler); None for multi-label and segmentation tasks."""
+    if split.y.ndim != 1:
+        return None
+    counts = torch.bincount(split.y, minlength=split.info.num_classes).clamp_min(1).double()
+    return 1.0 / counts[split.y]
+
+
 def load_dataset(dataset: str, size: int = 28, root=None) -> dict[str, Split]:
     """Train/val/test splits of a MedMNIST flag or of ``"ph2"``."""
     from .data import load_ph2, load_splits
@@ -317,7 +326,7 @@ def baseline_config(dataset: str, profile, size: int = 28, seed: int | None = No
     return {"name": f"nat-{model}", "dataset": dataset, "size": size, "model": model,
             "width": width, "epochs": epochs, "batch_size": batch, "optimizer": p.optimizer,
             "lr": p.lr, "weight_decay": p.weight_decay, "schedule": p.schedule,
-            "augment": p.augment, "train_subset": p.train_subset, "eval_subset": p.eval_subset,
+            "augment": p.augment, "balanced": p.balanced, "train_subset": p.train_subset, "eval_subset": p.eval_subset,
             "seed": p.seed if seed is None else seed, "profile": p.name}
 
 
@@ -349,6 +358,7 @@ def train_baseline(dataset: str, profile=None, size: int = 28, seed: int | None 
                   optimizer=config["optimizer"], lr=config["lr"],
                   weight_decay=config["weight_decay"], schedule=config["schedule"],
                   augment_data=config["augment"], seed=config["seed"], checkpoint=last,
+                  sampler_weights=class_balanced_weights(train) if config["balanced"] else None,
                   progress=progress)
         return {"val": evaluate(model, val), "test": evaluate(model, test),
                 "wall_seconds": round(time.perf_counter() - start, 1),

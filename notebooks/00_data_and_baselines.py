@@ -52,19 +52,16 @@ available[available["local"]]
 
 # %% [markdown]
 # ## 2 · A tour of each dataset
-# One row of examples per class (the middle slice for 3D volumes), then the class shares per split.
+# Every MedMNIST dataset present locally (at 28 px; larger sizes load the same way with `size=64`):
+# one row of examples per class (the middle slice for 3D volumes), then the class shares per split.
 # The **majority share of the test split** is the accuracy of a model that has learnt nothing.
 
 # %%
-TOUR = [("breastmnist", 28), ("pneumoniamnist", 28), ("retinamnist", 28),
-        ("adrenalmnist3d", 28), ("vesselmnist3d", 28)]
 local = set(zip(available.loc[available["local"], "dataset"], available.loc[available["local"], "size"]))
+TOUR = sorted(flag for flag, size in local if size == 28 and flag != "ph2")  # each local dataset once
 majority = {}
-for flag, size in TOUR:
-    if (flag, size) not in local:
-        print(f"{flag} ({size} px) is not available locally: skipped")
-        continue
-    splits = load_splits(flag, size)
+for flag in TOUR:
+    splits = load_splits(flag, 28)
     image_grid(splits["train"], per_class=6)
     class_balance(splits)
     test = splits["test"]

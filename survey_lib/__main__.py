@@ -29,7 +29,7 @@ def _datasets(args) -> None:
 
 
 def _train(args) -> None:
-    from .report import baseline_table, plot_baselines, save_table
+    from .report import baseline_table, plot_baselines, provenance, save_table
     from .train import train_baseline
 
     records = []
@@ -41,7 +41,8 @@ def _train(args) -> None:
     print(table.drop(columns=["command"]).to_string(index=False))
     if args.out:
         out = Path(args.out)
-        paths = save_table(table, out / f"baselines_{records[0]['config']['profile']}")
+        paths = save_table(table, out / f"baselines_{records[0]['config']['profile']}",
+                           note=provenance("python -m survey_lib " + " ".join(args.argv)))
         fig = plot_baselines(records)
         for ext in ("png", "pdf"):
             paths.append(out / f"baselines_{records[0]['config']['profile']}.{ext}")
@@ -104,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.func(args)
     except SurveyError as exc:

@@ -26,9 +26,9 @@ class Profile:
     model: str = "smallcnn"  # classification model for 2D data
     width: int = 32  # base channel width of that model
     model_3d: str = "cnn3d"
-    epochs: int = 30  # 2D classification
-    epochs_3d: int = 30
-    epochs_seg: int = 40
+    epochs: int = 20  # 2D classification
+    epochs_3d: int = 20
+    epochs_seg: int = 30
     batch_size: int = 128
     batch_size_3d: int = 32
     batch_size_seg: int = 16
@@ -43,7 +43,7 @@ class Profile:
     seg_width: int = 16
     seed: int = 0
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes) -> Profile:
         """A copy with some fields changed (``profile.replace(epochs=5)``)."""
         return dataclasses.replace(self, **changes)
 

@@ -72,7 +72,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.x)
 
-    def subset(self, n: int | None, seed: int = 0) -> "Split":
+    def subset(self, n: int | None, seed: int = 0) -> Split:
         """A fixed random subset of ``n`` examples (all of them when ``n`` is None or larger)."""
         if n is None or n >= len(self):
             return self
@@ -189,7 +189,7 @@ def _download(flag: str, size: int, path: Path, url: str, md5: str) -> None:
         try:
             cls = getattr(medmnist, _info()[flag]["python_class"])
             cls(split="test", root=tmp, size=size, download=True)
-        except Exception as exc:  # medmnist wraps every network failure in RuntimeError
+        except RuntimeError as exc:  # medmnist wraps every download failure in RuntimeError
             raise DataError(_missing_message(path, url, md5, type(exc).__name__)) from None
         got = Path(tmp) / path.name
         verify_md5(got, md5)

@@ -56,7 +56,7 @@ def classification_metrics(logits: torch.Tensor, y: torch.Tensor, task: str,
         auc = float(getAUC(y_true, score, task))
     except ValueError:  # a split (or subset) that lacks a class has no AUC
         auc = float("nan")
-    out = {"acc": acc, "auc": auc, "n": int(len(y_true))}
+    out = {"acc": acc, "auc": auc, "n": len(y_true)}
     if multi_label:  # per-label metrics: balanced accuracy averaged over labels
         y_pred = predictions(logits, task)
         out["bacc"] = float(np.mean([balanced_accuracy(y_true[:, i].astype(int), y_pred[:, i], 2)
@@ -80,4 +80,4 @@ def dice_iou(logits: torch.Tensor, masks: torch.Tensor, eps: float = 1e-7) -> di
     p, t = pred.flatten(1).sum(1).float(), target.flatten(1).sum(1).float()
     dice = (2 * inter + eps) / (p + t + eps)
     iou = (inter + eps) / (p + t - inter + eps)
-    return {"dice": float(dice.mean()), "iou": float(iou.mean()), "n": int(len(masks))}
+    return {"dice": float(dice.mean()), "iou": float(iou.mean()), "n": len(masks)}

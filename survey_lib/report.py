@@ -33,7 +33,7 @@ def baseline_table(records: list[dict]) -> pd.DataFrame:
             row.update(test_dice=t["dice"], test_iou=t["iou"])
         else:
             row.update(test_auc=t["auc"], test_acc=t["acc"], test_bacc=t["bacc"],
-                       pred_shares=t["shares"], collapsed=t["collapsed"],
+                       pred_shares=t["shares"], collapsed="yes" if t["collapsed"] else "no",
                        paper_auc=ref_auc, paper_acc=ref_acc)
         row.update(wall_seconds=r["wall_seconds"], device=r["device"],
                    command=(f"python -m survey_lib train --dataset {c['dataset']} "
@@ -42,14 +42,33 @@ def baseline_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def save_table(df: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Write ``stem.csv`` and ``stem.md`` (and return their paths)."""
+def save_table(df: pd.DataFrame, stem: str | Path, note: str = "") -> list[Path]:
+    """Write ``stem.csv`` and ``stem.md`` (``note``, e.g. the command and machine, heads the
+    Markdown) and return their paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
     df.to_csv(csv, index=False, float_format="%.4f")
-    md.write_text(df.to_markdown(index=False, floatfmt=".3f") + "\n")
+    md.write_text((note + "\n\n" if note else "") + df.to_markdown(index=False, floatfmt=".3f") + "\n")
     return [csv, md]
+
+
+def provenance(command: str) -> str:
+    """One Markdown paragraph: the command, the date, the machine and the software versions."""
+    import datetime
+    import os
+    import platform
+
+    import torch
+
+    from .train import select_device
+
+    device = select_device()
+    where = (torch.cuda.get_device_name(0) if device.type == "cuda" else
+             f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, "
+             f"{torch.get_num_threads()} torch threads")
+    return (f"Produced by `{command}` on {datetime.date.today().isoformat()}: device {device} "
+            f"({where}), torch {torch.__version__}, Python {platform.python_version()}.")
 
 
 def plot_baselines(records: list[dict]):
@@ -72,7 +91,7 @@ def plot_baselines(records: list[dict]):
     axes[0].set(title="Test metrics: ours vs MedMNIST v2 ResNet-18", ylabel="score", ylim=(0, 1))
     axes[0].legend(fontsize=7, ncol=2)
     curves = [{"dataset": r["config"]["dataset"], **h} for r in records for h in r["history"]]
-    sns.lineplot(pd.DataFrame(curves), x="epoch", y="val_score", hue="dataset", ax=axes[1])
+    sns.lineplot(pd.DataFrame(curves), x="epoch", y="val_score", hue="dataset", marker="o", ax=axes[1])
     axes[1].set(title="Validation score per epoch (AUC; Dice for PH2)", ylabel="val score")
     fig.tight_layout()
     return fig

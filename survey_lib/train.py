@@ -15,8 +15,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -318,6 +318,7 @@ def baseline_config(dataset: str, profile, size: int = 28, seed: int | None = No
     p = get_profile(profile)
     dataset = dataset.lower()
     if dataset == "ph2":
+        size = 128  # the PH2 file's resolution
         model, width, epochs, batch = "unet", p.seg_width, p.epochs_seg, p.batch_size_seg
     elif dataset.endswith("3d"):
         model, width, epochs, batch = p.model_3d, None, p.epochs_3d, p.batch_size_3d
@@ -326,7 +327,8 @@ def baseline_config(dataset: str, profile, size: int = 28, seed: int | None = No
     return {"name": f"nat-{model}", "dataset": dataset, "size": size, "model": model,
             "width": width, "epochs": epochs, "batch_size": batch, "optimizer": p.optimizer,
             "lr": p.lr, "weight_decay": p.weight_decay, "schedule": p.schedule,
-            "augment": p.augment, "balanced": p.balanced, "train_subset": p.train_subset, "eval_subset": p.eval_subset,
+            "augment": p.augment, "balanced": p.balanced, "train_subset": p.train_subset,
+            "eval_subset": p.eval_subset,
             "seed": p.seed if seed is None else seed, "profile": p.name}
 
 

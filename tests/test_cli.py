@@ -5,13 +5,11 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 
 def run(*args, env=None, cwd=None):
     full = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "survey_lib", *args], capture_output=True,
-                          text=True, env=full, cwd=cwd, timeout=600)
+    return subprocess.run([sys.executable, "-m", "survey_lib", *args], check=False,
+                          capture_output=True, text=True, env=full, cwd=cwd, timeout=600)
 
 
 def _clear_error(proc, *needles):

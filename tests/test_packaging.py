@@ -21,7 +21,8 @@ def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {r for r in pip if not r.startswith("-e")}
-    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
+    assert listed == wanted, (f"only in environment.yml: {listed - wanted}; "
+                              f"only in pyproject: {wanted - listed}")
     assert "python=3.11" in env["dependencies"]
 
 

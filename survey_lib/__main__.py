@@ -61,6 +61,42 @@ def _evaluate(args) -> None:
                     for k, v in metrics.items()))
 
 
+def _benchmark(args) -> None:
+    import dataclasses
+
+    from .benchmark import GRIDS, estimate_seconds, load_rows, plan, run_grid
+    from .config import get_profile
+    from .report import plot_benchmark, provenance, save_benchmark_tables, save_figures
+
+    profile = get_profile(args.profile)
+    spec = GRIDS[profile.name]
+    overrides = {k: tuple(v) for k, v in (("datasets", args.datasets), ("defenses", args.defenses),
+                                          ("attacks", args.attacks), ("eps", args.eps)) if v}
+    spec = dataclasses.replace(spec, **overrides)
+    results = Path(args.results or f"results/benchmark_{profile.name}")
+    cells = plan(spec)
+    if args.dry_run:
+        seconds = estimate_seconds(cells, spec, results, profile)
+        print(f"{len(cells)} cells ({len({(c.dataset, c.defense, c.eps) for c in cells})} models) "
+              f"in {results}; estimated cost of the unfinished ones: ~{seconds / 60:.0f} min on "
+              "the 2-core CPU (rough).")
+        for c in cells:
+            print(f"  {c.dataset:15s} {c.defense:8s} ε={c.eps:g}/255  {c.attack}")
+        return
+    if not args.report_only:
+        run_grid(spec, results, profile, executor=args.executor)
+    rows, problems = load_rows(results)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not rows:
+        print(f"no result rows in {results} yet")
+        return
+    note = provenance("python -m survey_lib " + " ".join(args.argv))
+    paths = save_benchmark_tables(rows, results / "tables", note)
+    paths += save_figures(plot_benchmark(rows), results / "figures")
+    print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m survey_lib",
@@ -101,6 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, many=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("benchmark", help="the survey's benchmark grid (defenses × ε × attacks): one "
+                       "JSON row per cell, resumable; then tables (CSV/Markdown/LaTeX) and figures")
+    p.add_argument("--profile", help=PROFILE_HELP)
+    p.add_argument("--results", help="results folder (default: results/benchmark_<profile>); "
+                   "finished cells in it are never recomputed")
+    p.add_argument("--executor", default="local", help="local (this process) or slurm (one "
+                   "submitit job per cell; see README)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost")
+    p.add_argument("--report-only", action="store_true", help="only rebuild tables and figures")
+    p.add_argument("--datasets", nargs="+", help="override the profile's datasets")
+    p.add_argument("--defenses", nargs="+", help="override the defenses (nat pgd_at trades mart "
+                   "hat fast_at)")
+    p.add_argument("--attacks", nargs="+", help="override the attacks (clean fgsm pgd cw_pgd "
+                   "autoattack square)")
+    p.add_argument("--eps", nargs="+", type=float, help="override the ε values (/255)")
+    p.set_defaults(func=_benchmark)
     return parser
 
 

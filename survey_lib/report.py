@@ -95,3 +95,96 @@ def plot_baselines(records: list[dict]):
     axes[1].set(title="Validation score per epoch (AUC; Dice for PH2)", ylabel="val score")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- the benchmark grid
+DEFENSE_ORDER = ["nat", "pgd_at", "trades", "mart", "hat", "fast_at"]
+ATTACK_ORDER = ["clean", "fgsm", "pgd", "cw_pgd", "autoattack", "square"]
+
+
+def benchmark_table(rows: list[dict], dataset: str, metric: str = "robust_acc") -> pd.DataFrame:
+    """The survey-style table of one dataset: rows defense, columns (attack, ε), values ``metric``;
+    a collapsed model's values carry a dagger (†) in :func:`save_benchmark_tables`."""
+    df = pd.DataFrame([r for r in rows if r["dataset"] == dataset])
+    table = df.pivot_table(index="defense", columns=["attack", "eps"], values=metric)
+    defenses = [d for d in DEFENSE_ORDER if d in table.index]
+    columns = sorted(table.columns, key=lambda c: (ATTACK_ORDER.index(c[0]) if c[0] in ATTACK_ORDER
+                                                   else 99, c[1]))
+    return table.loc[defenses, columns]
+
+
+def save_benchmark_tables(rows: list[dict], out: str | Path, note: str = "") -> list[Path]:
+    """For each dataset: robust accuracy and robust balanced accuracy tables as CSV, Markdown and
+    LaTeX (``<dataset>_<metric>.{csv,md,tex}``), plus every row as ``rows.csv``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "rows.csv"]
+    pd.DataFrame(rows).to_csv(paths[0], index=False, float_format="%.4f")
+    collapsed = {(r["dataset"], r["defense"], r["eps"]) for r in rows if r["collapsed"]}
+    for dataset in sorted({r["dataset"] for r in rows}):
+        for metric in ("robust_acc", "robust_bacc"):
+            table = benchmark_table(rows, dataset, metric)
+            marked = table.copy().astype(object)
+            for defense in table.index:
+                for attack, eps in table.columns:
+                    value = table.loc[defense, (attack, eps)]
+                    dagger = "†" if (dataset, defense, eps) in collapsed else ""
+                    marked.loc[defense, (attack, eps)] = "" if pd.isna(value) else f"{value:.3f}{dagger}"
+            marked.columns = [f"{a} ε={e:g}" for a, e in table.columns]
+            stem = out / f"{dataset}_{metric}"
+            table.to_csv(stem.with_suffix(".csv"), float_format="%.4f")
+            caption = (f"{dataset}: {metric.replace('_', ' ')} (ε in /255; † = collapsed model, "
+                       "≥ 95% of its clean predictions in one class)")
+            stem.with_suffix(".md").write_text(
+                (note + "\n\n" if note else "") + f"**{caption}**\n\n" + marked.to_markdown() + "\n")
+            stem.with_suffix(".tex").write_text(marked.to_latex(caption=caption,
+                                                                label=f"tab:{dataset}-{metric}"))
+            paths += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    return paths
+
+
+def plot_benchmark(rows: list[dict]):
+    """Three figures: robust accuracy vs ε (one panel per dataset and attack), the clean-vs-robust
+    (PGD) trade-off, and training / attack cost. Returns ``{name: figure}``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = pd.DataFrame(rows)
+    figs = {}
+    attacked = df[df["attack"] != "clean"]
+    grid = sns.relplot(attacked, x="eps", y="robust_acc", hue="defense", style="defense",
+                       col="attack", row="dataset", kind="line", marker="o", height=2.4,
+                       hue_order=[d for d in DEFENSE_ORDER if d in set(df["defense"])],
+                       facet_kws={"ylim": (0, 1)})
+    grid.set_axis_labels("ε (/255)", "robust accuracy")
+    grid.figure.suptitle("Robust accuracy vs ε (per dataset and attack)", y=1.02)
+    figs["robust_vs_eps"] = grid.figure
+    pgd = df[df["attack"] == "pgd"]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    sns.scatterplot(pgd, x="clean_acc", y="robust_acc", hue="defense", style="dataset",
+                    size="eps", ax=ax)
+    ax.set(title="Trade-off: clean vs PGD robust accuracy", xlabel="clean accuracy",
+           ylabel="robust accuracy (PGD, same ε)")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    figs["tradeoff"] = fig
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    models = df.drop_duplicates(["dataset", "defense", "eps"])
+    sns.barplot(models, x="defense", y="train_seconds", hue="dataset", ax=axes[0])
+    axes[0].set(title="Training cost per model", ylabel="seconds", xlabel="")
+    sns.barplot(attacked, x="attack", y="attack_seconds", hue="dataset", ax=axes[1])
+    axes[1].set(title="Attack cost per cell", ylabel="seconds", xlabel="")
+    fig.tight_layout()
+    figs["cost"] = fig
+    return figs
+
+
+def save_figures(figs: dict, out: str | Path) -> list[Path]:
+    """Save each figure as PNG and PDF under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figs.items():
+        for ext in ("png", "pdf"):
+            paths.append(out / f"{name}.{ext}")
+            fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
+    return paths

@@ -1,0 +1,104 @@
+"""The benchmark grid: resumable JSON rows, identical tables after a kill, clear errors."""
+
+import dataclasses
+import json
+
+import pytest
+
+from survey_lib import benchmark as B
+from survey_lib.errors import ConfigError, SurveyError
+from survey_lib.report import benchmark_table, save_benchmark_tables
+
+SPEC = dataclasses.replace(B.GRIDS["smoke"], attacks=("clean", "fgsm", "pgd", "autoattack"))
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, real_root):
+    import os
+
+    os.environ["SURVEY_DATA_DIR"] = str(real_root)
+    root = tmp_path_factory.mktemp("full")
+    return root, B.run_grid(SPEC, root, "smoke", progress=False)
+
+
+def test_grid_rows_are_complete(full_run):
+    root, rows = full_run
+    assert len(rows) == len(B.plan(SPEC)) == 16
+    row = rows[0]
+    for key in ("dataset", "defense", "train_eps", "attack", "eval_eps", "clean_acc", "robust_acc",
+                "clean_bacc", "robust_bacc", "robust_auc", "robust_shares", "collapsed", "n", "seed",
+                "wall_seconds", "device", "package_version", "git_commit", "schema_version"):
+        assert key in row
+    by = {(r["defense"], r["eps"], r["attack"]): r for r in rows}
+    for defense in ("nat", "pgd_at"):
+        for eps in (2, 8):
+            assert by[(defense, eps, "pgd")]["robust_acc"] <= by[(defense, eps, "clean")]["robust_acc"]
+    assert not list(root.rglob(".*tmp*"))  # atomic writes leave nothing behind
+
+
+def test_killed_run_resumes_without_recomputing(full_run, tmp_path, monkeypatch):
+    _, rows = full_run
+    B.run_grid(SPEC, tmp_path, "smoke", progress=False, stop_after=5)  # "killed" after 5 cells
+    done = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.json")}
+    assert len(done) == 5
+    computed = []
+    real = B.run_cell
+    monkeypatch.setattr(B, "run_cell", lambda cell, *a: computed.append(cell) or real(cell, *a))
+    resumed = B.run_grid(SPEC, tmp_path, "smoke", progress=False)
+    assert len(computed) == 11 and all(p.stat().st_mtime_ns == t for p, t in done.items())
+    pick = ["defense", "eps", "attack", "clean_acc", "robust_acc", "robust_bacc", "robust_shares"]
+    assert [[r[k] for k in pick] for r in resumed] == [[r[k] for k in pick] for r in rows]
+    assert benchmark_table(resumed, "breastmnist").equals(benchmark_table(rows, "breastmnist"))
+
+
+def test_corrupt_row_is_reported_and_recomputed(full_run, tmp_path):
+    root, rows = full_run
+    B.run_grid(SPEC, tmp_path, "smoke", progress=False, stop_after=2)
+    victim = sorted(tmp_path.rglob("*.json"))[0]
+    victim.write_text(victim.read_text()[:40])  # truncated
+    rows_now, problems = B.load_rows(tmp_path)
+    assert len(rows_now) == 1 and len(problems) == 1 and "corrupt or truncated" in problems[0]
+    B.run_grid(dataclasses.replace(SPEC, defenses=("nat",), eps=(2,), attacks=("clean", "fgsm")),
+               tmp_path, "smoke", progress=False)
+    assert json.loads(victim.read_text())["schema_version"] == B.SCHEMA_VERSION
+
+
+def test_incompatible_schema_is_a_clear_error(full_run, tmp_path):
+    root, _ = full_run
+    path = next(root.rglob("*.json"))
+    row = json.loads(path.read_text())
+    old = tmp_path / path.relative_to(root)
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({**row, "schema_version": 0}))
+    with pytest.raises(SurveyError, match="schema version 0"):
+        B.load_rows(tmp_path)
+
+
+def test_tables_and_figures(full_run, tmp_path):
+    from survey_lib.report import plot_benchmark, save_figures
+
+    _, rows = full_run
+    paths = save_benchmark_tables(rows, tmp_path / "tables")
+    assert (tmp_path / "tables" / "breastmnist_robust_bacc.tex").read_text().startswith("\\begin")
+    md = (tmp_path / "tables" / "breastmnist_robust_acc.md").read_text()
+    assert "pgd_at" in md and "autoattack ε=8" in md
+    paths += save_figures(plot_benchmark(rows), tmp_path / "figures")
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("datasets", ("mnist",), "Unknown dataset"), ("defenses", ("nat", "adv"), "Unknown defense 'adv'"),
+    ("attacks", ("pgd", "zoo"), "Unknown attack 'zoo'"), ("eps", (0,), "must lie in"),
+])
+def test_bad_grid_spec(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        B.plan(dataclasses.replace(SPEC, **{field: value}))
+
+
+def test_submitit_local_executor(full_run, tmp_path):
+    spec = dataclasses.replace(SPEC, defenses=("nat",), eps=(8,), attacks=("clean", "fgsm"))
+    rows = B.run_grid(spec, tmp_path, "smoke", executor="submitit-local", progress=False)
+    assert [r["attack"] for r in rows] == ["clean", "fgsm"]
+    assert (tmp_path / "_submitit").exists()
+    with pytest.raises(ConfigError, match="Valid executors"):
+        B.run_grid(spec, tmp_path, "smoke", executor="kubernetes")

@@ -46,6 +46,7 @@ from ..train import (
     baseline_config,
     build_for,
     cached_run,
+    class_balanced_weights,
     evaluate,
     fit,
     load_dataset,
@@ -63,7 +64,7 @@ PAPER_STEP = {1: 0.5, 2: 0.5, 4: 1.0, 8: 2.0}  # the survey's PGD step (/255) fo
 # evaluation. The cpu budget fits the 2-core CPU: PGD-5 inner attack (step 2.5ε/5), few epochs.
 BUDGETS = {
     "smoke": {"epochs": 1, "steps": 2, "select_steps": 2, "select_subset": 64, "eval_steps": 5},
-    "cpu": {"epochs": {"breastmnist": 15, "ph2": 10, "default": 6}, "steps": 5,
+    "cpu": {"epochs": {"breastmnist": 12, "ph2": 10, "default": 6}, "steps": 5,
             "select_steps": 10, "select_subset": 256, "eval_steps": 20},
     "paper": {"epochs": None, "steps": 10, "select_steps": 10, "select_subset": None,
               "eval_steps": 20},
@@ -87,7 +88,7 @@ def warmup(eps: float, epochs: int, warmup_epochs: int) -> tuple[float, ...]:
 class KLPGD(PGD):
     """PGD ascending KL(p(x) ‖ p(x')) from x + 0.001·N(0, I): the inner maximisation of TRADES and
     HAT (Zhang et al. 2019). The labels passed in are ignored; the targets are the clean
-    probabilities of the model (in eval mode, as the attack runs)."""
+    probabilities of the model (in eval mode, as the attack runs). Only the loss differs from PGD."""
 
     name = "pgd_kl"
 
@@ -96,8 +97,15 @@ class KLPGD(PGD):
             p_clean = torch.softmax(model(x).float(), dim=1)
         return super().perturb(model, x, p_clean)
 
-    def loss_value(self, model, x, p_clean):
-        return F.kl_div(F.log_softmax(model(x).float(), dim=1), p_clean, reduction="sum")
+    def grad_and_logits(self, model, x, p_clean):
+        """(input gradient of the summed KL to ``p_clean``, the logits of that forward pass)."""
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        loss = F.kl_div(F.log_softmax(logits.float(), dim=1), p_clean, reduction="sum")
+        return torch.autograd.grad(loss, x)[0], logits.detach()
+
+    def grad(self, model, x, p_clean):
+        return self.grad_and_logits(model, x, p_clean)[0]
 
     def _random_start(self, x, gen):
         return self.project(x + 0.001 * torch.randn(x.shape, generator=gen).to(x.device), x)
@@ -279,8 +287,6 @@ def _saved_epoch(last: Path) -> int:
 def run_training(config: dict, model: nn.Module, last: Path, train, val, test,
                  helper: nn.Module | None = None, progress: bool = True) -> dict:
     """The train_fn of :meth:`AdversarialTraining.train` (resumable from ``last``)."""
-    from ..train import class_balanced_weights
-
     start, epoch0 = time.perf_counter(), _saved_epoch(last)
     eps, attack_cls = config["eps"], KLPGD if config["defense"] in ("trades", "hat") else PGD
     attack = attack_cls(eps=eps, steps=config["steps"], step_size=config["step_size"])
@@ -338,15 +344,39 @@ def nat_reference(dataset: str, profile=None, eps: float = 8, progress: bool = T
 
 def grid(profile=None) -> list[tuple[str, str, dict]]:
     """The (dataset, method, options) runs of notebook 05 and ``benchmarks/defenses_at_cpu.py``:
-    all five methods at 8/255 on PneumoniaMNIST; BreastMNIST at 8/255 without class balancing (the
-    collapse), with it and with an ε warm-up (remedies), and all five at 2/255 with balancing;
-    PGD-AT on AdrenalMNIST3D (8/255) and on the PH2 U-Net (8/255)."""
+    BreastMNIST at 8/255 without class balancing (the collapse), with it and with an ε warm-up
+    (remedies), and all five methods at 2/255 with balancing; then (not in ``smoke``, which must
+    run in seconds) all five at 8/255 on PneumoniaMNIST, PGD-AT on AdrenalMNIST3D and on the PH2
+    U-Net (8/255)."""
     p = get_profile(profile)
-    breast = AdversarialTraining(eps=8).resolve("breastmnist", p)["epochs"]
-    runs = [("pneumoniamnist", m, {"eps": 8}) for m in METHODS]
-    runs += [("breastmnist", m, {"eps": 8, "balanced": False}) for m in ("pgd_at", "trades", "fast_at")]
+    epochs = AdversarialTraining(eps=8).resolve("breastmnist", p)["epochs"]
+    runs = [("breastmnist", m, {"eps": 8, "balanced": False}) for m in ("pgd_at", "trades", "fast_at")]
     runs += [("breastmnist", "pgd_at", {"eps": 8, "balanced": True}),
              ("breastmnist", "pgd_at", {"eps": 8, "balanced": True,
-                                        "eps_schedule": warmup(8, breast, breast // 2)})]
+                                        "eps_schedule": warmup(8, epochs, epochs // 2)})]
     runs += [("breastmnist", m, {"eps": 2, "balanced": True}) for m in METHODS]
+    if p.name == "smoke":
+        return [r for r in runs if r[1] != "trades" or r[2]["eps"] == 2]
+    runs += [("pneumoniamnist", m, {"eps": 8}) for m in METHODS]
     return runs + [("adrenalmnist3d", "pgd_at", {"eps": 8}), ("ph2", "pgd_at", {"eps": 8})]
+
+
+def summary(record: dict) -> dict:
+    """One flat table row of a run's record: clean and PGD test metrics (ACC, bACC, AUC or Dice,
+    prediction shares, collapse flag), training cost and the per-epoch robust validation score."""
+    c, log = record["config"], record.get("val_log", [])
+    out = {"dataset": c["dataset"], "method": c.get("defense", "nat"), "eps": c["eps"],
+           "balanced": c.get("balanced"), "warmup": bool(c.get("eps_schedule")),
+           "epochs": c["epochs"], "inner_steps": c.get("steps"), "best_epoch": record.get("best_epoch")}
+    for prefix, m in (("clean", record["test"]), ("pgd", record["test_adv"])):
+        out.update({f"{prefix}_{k}": round(m[k], 4) for k in ("acc", "bacc", "auc", "dice") if k in m})
+        if "shares" in m:
+            out[f"{prefix}_shares"] = "/".join(f"{s:.2f}" for s in m["shares"])
+            out[f"{prefix}_collapsed"] = m["collapsed"]
+    out["eval_attack"] = record["test_adv"]["attack"]
+    out["train_s"] = record.get("train_seconds", record.get("wall_seconds"))
+    out["s_per_epoch"] = round(out["train_s"] / c["epochs"], 1) if out["train_s"] else None
+    out["overfit_epochs"] = " ".join(map(str, record.get("overfitting_epochs", [])))
+    out["collapsed_epochs"] = " ".join(map(str, record.get("collapsed_epochs", [])))
+    out["val_robust_by_epoch"] = " ".join(f"{e.get('adv_bacc', e.get('adv_dice')):.2f}" for e in log)
+    return out

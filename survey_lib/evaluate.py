@@ -1,5 +1,12 @@
 """Robust evaluation: metrics of a model on attacked inputs, always with balanced accuracy,
-per-class prediction shares, the collapse flag and AUC beside plain accuracy."""
+per-class prediction shares, the collapse flag and AUC beside plain accuracy.
+
+- :func:`robust_metrics`: clean or attacked metrics of one model on one split (also Dice/IoU for
+  segmentation, mean queries per image for query-based attacks, per-stage counts for the cascade);
+- :func:`cascade_metrics`: the AutoAttack-style cascade (adapted to the class count) at one ε;
+- :func:`sanity_checks`: the usual signs of gradient masking (Carlini et al. 2019, "On evaluating
+  adversarial robustness"; Athalye et al., ICML 2018), each a pass/fail line with its numbers.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +22,21 @@ from .train import predict, select_device
 
 def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
                  progress: bool = False) -> torch.Tensor:
-    """Adversarial versions of every image of ``split`` (batched, on the model's device), on the CPU."""
+    """Adversarial versions of every image of ``split`` (batched, on the model's device), on the CPU.
+    Sets ``attack.total_queries`` (summed over batches) and, for the cascade, ``attack.total_stages``."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    out = []
+    out, queries, stages = [], 0, {}
     for i in tqdm(range(0, len(split), batch_size), desc=getattr(attack, "name", "attack"),
                   disable=not progress, leave=False):
         x = split.x[i:i + batch_size].to(device)
         y = split.y[i:i + batch_size].to(device)
         out.append(attack(model, x, y).cpu())
+        queries += getattr(attack, "queries", 0)
+        for name, robust in getattr(attack, "stages", []):
+            stages[name] = stages.get(name, 0) + robust
+    attack.total_queries, attack.total_stages = queries, stages
     return torch.cat(out)
 
 
@@ -33,7 +45,8 @@ def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int 
     """Metrics on clean inputs (``attack=None``) or on ``attack``'s adversarial examples.
 
     Classification: acc, auc, bacc, shares, collapsed, n; segmentation: dice, iou, n. Adds
-    ``seconds`` (attack + evaluation wall time) and ``attack`` (its repr).
+    ``seconds`` (attack + evaluation wall time) and ``attack`` (its repr); ``queries`` (mean per
+    image) for a black-box attack; ``stages`` (robust accuracy after each stage) for the cascade.
     """
     model.to(select_device())
     start = time.perf_counter()
@@ -45,4 +58,55 @@ def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int 
         m = classification_metrics(logits, split.y, split.info.task, split.info.num_classes)
     m["seconds"] = round(time.perf_counter() - start, 2)
     m["attack"] = "clean" if attack is None else repr(attack)
+    if attack is not None and getattr(attack, "black_box", False):
+        m["queries"] = round(attack.total_queries / max(len(split), 1), 1)
+    if attack is not None and attack.total_stages:
+        m["stages"] = {k: round(v / len(split), 4) for k, v in attack.total_stages.items()}
     return m
+
+
+def cascade_metrics(model: nn.Module, split: Split, eps: float = 8, steps: int = 100,
+                    square_queries: int = 1000, batch_size: int = 256, seed: int = 0) -> dict:
+    """Robust metrics under the AutoAttack-style cascade at ε (/255): APGD-CE, then APGD-DLR (3
+    classes) or targeted APGD (≥ 4 classes), then Square, each on the points still robust. Binary
+    tasks get APGD-CE + Square. ``stages`` holds the robust accuracy after each stage."""
+    from .attacks import AutoAttack
+
+    attack = AutoAttack(eps=eps, steps=steps, square_queries=square_queries, seed=seed)
+    return robust_metrics(model, split, attack, batch_size)
+
+
+def sanity_checks(model: nn.Module, split: Split, eps_grid=(1, 2, 4, 8), steps_grid=(1, 5, 20),
+                  huge_eps: float = 128, black_box_queries: int = 300, tol: float = 0.01,
+                  batch_size: int = 256) -> list[dict]:
+    """Gradient-masking checks on a classifier, each ``{"check", "passed", "detail"}``:
+
+    accuracy non-increasing in ε (PGD-10) and in steps (PGD at the largest ε); about 0 at a huge ε
+    (≤ 5%, meaningful for an undefended model); PGD ≤ FGSM; white-box PGD ≤ black-box Square at
+    the largest ε. ``tol`` absorbs ties of a few images.
+    """
+    from .attacks import FGSM, PGD, Square
+
+    def acc(attack) -> float:
+        return robust_metrics(model, split, attack, batch_size)["acc"]
+
+    top = max(eps_grid)
+    by_eps = [acc(PGD(eps=e, steps=10)) for e in eps_grid]
+    by_steps = [acc(PGD(eps=top, steps=s)) for s in steps_grid]
+    huge = acc(PGD(eps=huge_eps, steps=10))
+    fgsm, square = acc(FGSM(eps=top)), acc(Square(eps=top, steps=black_box_queries))
+    pgd = by_eps[-1]
+
+    def monotone(values) -> bool:
+        return all(b <= a + tol for a, b in zip(values, values[1:]))
+
+    return [
+        {"check": "accuracy non-increasing in ε", "passed": monotone(by_eps),
+         "detail": dict(zip(eps_grid, by_eps))},
+        {"check": "accuracy non-increasing in steps", "passed": monotone(by_steps),
+         "detail": dict(zip(steps_grid, by_steps))},
+        {"check": f"accuracy ≈ 0 at ε = {huge_eps:g}/255", "passed": huge <= 0.05, "detail": huge},
+        {"check": "PGD ≤ FGSM", "passed": pgd <= fgsm + tol, "detail": {"pgd": pgd, "fgsm": fgsm}},
+        {"check": "white-box ≤ black-box", "passed": pgd <= square + tol,
+         "detail": {"pgd": pgd, "square": square}},
+    ]

@@ -3,24 +3,44 @@
 >>> from survey_lib.attacks import make_attack
 >>> pgd = make_attack("pgd", eps=8, steps=20)   # ε = 8/255
 >>> x_adv = pgd(model, x, y)
+
+- white-box gradient / optimisation (``whitebox.py``): fgsm, bim, pgd, pgd_l2, mifgsm, cw_pgd,
+  cw_l2, deepfool;
+- AutoAttack-style evaluation (``autoattack.py``): apgd_ce, apgd_dlr, apgd_t, autoattack (cascade);
+- black-box (``blackbox.py``): square, simba (query-based), transfer (surrogate);
+- universal (``universal.py``): uap, patch;
+- segmentation (``segmentation.py``): seg_pgd_ce, seg_pgd_dice.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import Attack, attack_loss
-from .whitebox import FGSM, PGD, PGDL2
+from .autoattack import APGD, APGDDLR, APGDT, AutoAttack
+from .base import Attack, attack_loss, frozen, margin_loss
+from .blackbox import SimBA, Square, Transfer
+from .segmentation import SegPGD, SegPGDDice
+from .universal import AdversarialPatch, UniversalPerturbation
+from .whitebox import BIM, CWL2, CWPGD, FGSM, MIFGSM, PGD, PGDL2, DeepFool
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, PGD, PGDL2)}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (
+    FGSM, BIM, PGD, PGDL2, MIFGSM, CWPGD, CWL2, DeepFool,
+    APGD, APGDDLR, APGDT, AutoAttack,
+    Square, SimBA, Transfer,
+    UniversalPerturbation, AdversarialPatch,
+    SegPGD, SegPGDDice,
+)}
 
 
 def make_attack(name: str, **kwargs) -> Attack:
     """Build a registered attack by name (``ATTACKS`` lists them)."""
     try:
         cls = ATTACKS[name.lower()]
-    except KeyError:
+    except (KeyError, AttributeError):
         raise ConfigError(f"Unknown attack {name!r}. Valid attacks: {', '.join(sorted(ATTACKS))}.") from None
     return cls(**kwargs)
 
 
-__all__ = ["ATTACKS", "Attack", "attack_loss", "make_attack", "FGSM", "PGD", "PGDL2"]
+__all__ = ["ATTACKS", "Attack", "attack_loss", "frozen", "margin_loss", "make_attack",
+           "FGSM", "BIM", "PGD", "PGDL2", "MIFGSM", "CWPGD", "CWL2", "DeepFool",
+           "APGD", "APGDDLR", "APGDT", "AutoAttack", "Square", "SimBA", "Transfer",
+           "UniversalPerturbation", "AdversarialPatch", "SegPGD", "SegPGDDice"]

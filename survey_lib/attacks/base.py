@@ -15,6 +15,7 @@ the bookkeeping every attack needs, so each algorithm file holds only its algori
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -24,16 +25,51 @@ from torch import nn
 from ..errors import ConfigError
 
 
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example CW margin to ascend: max_{i≠y} z_i − z_y (Carlini & Wagner, S&P 2017)."""
+    z = logits.float()
+    z_y = z.gather(1, y.view(-1, 1))[:, 0]
+    other = z.scatter(1, y.view(-1, 1), float("-inf")).amax(1)
+    return other - z_y
+
+
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, task: str = "auto") -> torch.Tensor:
-    """Per-example loss to ascend: cross-entropy (single-label), BCE-with-logits (multi-label, float
-    targets of the same shape as the logits), per-pixel cross-entropy (segmentation logits (N,C,H,W)).
-    Summed over the batch, so each example's gradient does not depend on the batch size."""
+    """Loss to ascend, summed over the batch so each example's gradient does not depend on the batch
+    size. ``task``: "auto" picks cross-entropy (single-label), BCE-with-logits (multi-label: float
+    targets shaped like the logits) or per-pixel cross-entropy (segmentation logits (N, C, H, W));
+    "ce", "bce", "margin" (CW) and "dice" (soft Dice of the lesion map, segmentation) force one."""
     logits = logits.float()
-    if task == "multi-label" or (task == "auto" and y.is_floating_point() and y.shape == logits.shape):
-        return F.binary_cross_entropy_with_logits(logits, y.float(), reduction="none").flatten(1).mean(1).sum()
+    if task == "margin":
+        return margin_loss(logits, y).sum()
+    if task == "dice":
+        from ..train import dice_loss  # mean over the batch
+
+        return dice_loss(logits, y) * len(logits)
+    if task in ("multi-label", "bce") or (task == "auto" and y.is_floating_point()
+                                          and y.shape == logits.shape):
+        bce = F.binary_cross_entropy_with_logits(logits, y.float(), reduction="none")
+        return bce.flatten(1).mean(1).sum()
     if logits.ndim > 2:  # segmentation: mean over pixels, sum over images
         return F.cross_entropy(logits, y, reduction="none").flatten(1).mean(1).sum()
+    if task not in ("auto", "ce"):
+        raise ConfigError(f"Unknown attack loss {task!r}. Valid: auto, ce, bce, margin, dice.")
     return F.cross_entropy(logits, y, reduction="sum")
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module):
+    """Eval mode and parameters without gradients for the duration; both restored afterwards."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
 
 
 class Attack:
@@ -42,31 +78,34 @@ class Attack:
     name = "attack"
     norm = "linf"  # "linf" | "l2" | "patch" | "universal"
     black_box = False
+    task = "classification"  # "segmentation" for the attacks on per-pixel outputs
 
     def __init__(self, eps: float = 8, steps: int = 10, step_size: float | None = None,
                  restarts: int = 1, targeted: bool = False, random_start: bool = True,
-                 loss: str = "auto", seed: int = 0):
+                 loss: str = "auto", seed: int = 0, early_stop: bool = False):
         if eps <= 0:
             raise ConfigError(f"{self.name}: ε must be positive, got {eps}.")
-        if self.norm == "linf" and eps > 255:
+        if self.norm in ("linf", "universal") and eps > 255:
             raise ConfigError(
                 f"{self.name}: L∞ ε is given in /255 units, so it must be ≤ 255 (= 1.0 in pixels); "
                 f"got {eps}. Did you mean eps={eps / 255:.4g}×255? For ε = 8/255 pass eps=8.")
         if steps < 1 or restarts < 1:
             raise ConfigError(f"{self.name}: steps and restarts must be ≥ 1 (got {steps}, {restarts}).")
         self.eps_units = eps
-        self.eps = eps / 255 if self.norm == "linf" else float(eps)
+        self.eps = eps / 255 if self.norm in ("linf", "universal") else float(eps)
         self.steps, self.restarts, self.targeted = steps, restarts, targeted
         self.step_size = self._default_step() if step_size is None else (
-            step_size / 255 if self.norm == "linf" else step_size)
+            step_size / 255 if self.norm in ("linf", "universal") else step_size)
         self.random_start, self.loss, self.seed = random_start, loss, seed
-        self.queries = 0  # model evaluations spent (reported by black-box attacks)
+        # early_stop: stop spending steps on examples already fooled, keeping what fooled them
+        self.early_stop = early_stop
+        self.queries = 0  # model evaluations of the last call, summed over images (black-box)
 
     def _default_step(self) -> float:
         return 2.5 * self.eps / self.steps  # Madry et al. 2018's rule of thumb
 
     def __repr__(self) -> str:
-        unit = "/255" if self.norm == "linf" else ""
+        unit = "/255" if self.norm in ("linf", "universal") else ""
         return (f"{type(self).__name__}(eps={self.eps_units:g}{unit}, steps={self.steps}, "
                 f"restarts={self.restarts}, targeted={self.targeted})")
 
@@ -83,19 +122,13 @@ class Attack:
                               "call attack(model, x, y, target=...).")
         y = self._labels(y, x)
         goal = self._labels(target, x) if self.targeted else y
-        was_training = model.training
-        model.eval()
-        params = [p.requires_grad for p in model.parameters()]
-        for p in model.parameters():
-            p.requires_grad_(False)
-        try:
+        self.queries = 0
+        with frozen(model):
             self._check_logits(model, x[:8])
-            x_adv = self.perturb(model, x.detach(), goal).detach().clamp_(0, 1)
-        finally:
-            for p, flag in zip(model.parameters(), params):
-                p.requires_grad_(flag)
-            model.train(was_training)
-        return x_adv
+            x_adv = self.perturb(model, x.detach(), goal).detach()
+            if self.norm in ("linf", "l2", "universal"):  # the guarantee: inside the ε-ball and [0, 1]
+                x_adv = self.project(x_adv, x.detach())
+        return x_adv.clamp_(0, 1)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -124,8 +157,26 @@ class Attack:
 
     def grad(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Gradient of :meth:`loss_value` with respect to the input only."""
+        return self.grad_and_logits(model, x, y)[0]
+
+    def grad_and_logits(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        """(input gradient of :meth:`loss_value`, the logits of that same forward pass)."""
         x = x.detach().requires_grad_(True)
-        return torch.autograd.grad(self.loss_value(model, x, y), x)[0]
+        logits = model(x)
+        loss = attack_loss(logits, y, "auto" if self.loss == "auto" else self.loss)
+        g = torch.autograd.grad(-loss if self.targeted else loss, x)[0]
+        return g, logits.detach()
+
+    def success(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per example: does the output already satisfy the attack (misclassified, or the target
+        class for a targeted attack)? Never true for per-pixel (segmentation) outputs."""
+        if logits.ndim > 2:
+            return torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
+        if y.is_floating_point() and y.shape == logits.shape:  # multi-label
+            same = ((logits > 0).float() == y).all(1)
+            return same if self.targeted else ~same
+        pred = logits.argmax(1)
+        return pred == y if self.targeted else pred != y
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Project onto the ε-ball around ``x`` (L∞ or L2) and onto [0, 1]."""

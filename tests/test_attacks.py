@@ -1,0 +1,247 @@
+"""Attacks: every registered attack runs (smoke), stays within budget and [0, 1], leaves the model's
+mode, BatchNorm buffers and parameter gradients alone; bad input gets a clear error; and our FGSM,
+PGD L∞/L2, CW-L2 and Square agree with ART's (robust accuracy within 2 points) on a small CNN
+trained on real PneumoniaMNIST."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from survey_lib.attacks import ATTACKS, make_attack
+from survey_lib.config import get_profile
+from survey_lib.errors import ConfigError
+from survey_lib.models import build_model
+from survey_lib.train import load_dataset, train_baseline
+
+# Small settings per attack so the whole registry runs in seconds (the "smoke" profile).
+SMOKE_KW = {
+    "pgd": {"steps": 3, "restarts": 2}, "pgd_l2": {"eps": 0.5, "steps": 3}, "bim": {"steps": 3},
+    "mifgsm": {"steps": 3}, "cw_pgd": {"steps": 3}, "cw_l2": {"eps": 1.0, "steps": 5, "search_steps": 2},
+    "deepfool": {"eps": 1.0, "steps": 5}, "apgd_ce": {"steps": 5}, "apgd_dlr": {"steps": 5},
+    "apgd_t": {"steps": 5, "n_targets": 2}, "autoattack": {"steps": 5, "square_queries": 10},
+    "square": {"steps": 10}, "simba": {"steps": 10}, "transfer": {"steps": 3},
+    "uap": {"steps": 1}, "patch": {"steps": 1}, "seg_pgd_ce": {"steps": 2}, "seg_pgd_dice": {"steps": 2},
+}
+# attacks that only ever move the loss up from the clean point (accuracy cannot rise)
+GRADIENT = {"fgsm", "pgd", "pgd_l2", "bim", "mifgsm", "cw_pgd", "cw_l2", "deepfool", "apgd_ce",
+            "apgd_dlr", "apgd_t", "autoattack", "square", "simba"}
+
+
+@pytest.fixture(scope="module")
+def retina(real_root):
+    """A 5-class smoke-profile CNN on real RetinaMNIST (every classification attack applies) and
+    16 test images."""
+    model, _ = train_baseline("retinamnist", "smoke", root=real_root, progress=False)
+    test = load_dataset("retinamnist", root=real_root)["test"].subset(16, 0)
+    return model, test.x, test.y
+
+
+@pytest.fixture(scope="module")
+def ph2(real_root):
+    model, _ = train_baseline("ph2", "smoke", root=real_root, progress=False)
+    test = load_dataset("ph2", root=real_root)["test"].subset(4, 0)
+    return model, test.x, test.y
+
+
+@pytest.fixture(scope="module")
+def pneumonia(real_root):
+    """A small CNN trained briefly on real PneumoniaMNIST (clean accuracy ≈ 0.8) and 200 test images."""
+    profile = get_profile("smoke").replace(epochs=3, train_subset=2000, eval_subset=300)
+    model, record = train_baseline("pneumoniamnist", profile, root=real_root, progress=False)
+    assert record["test"]["acc"] > 0.7 and not record["test"]["collapsed"]
+    test = load_dataset("pneumoniamnist", root=real_root)["test"].subset(200, 0)
+    return model, test.x, test.y
+
+
+def accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return (model(torch.as_tensor(x)).argmax(1) == y).float().mean().item()
+
+
+def bn_buffers(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def assert_within_budget(attack, x, x_adv):
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    delta = (x_adv - x).flatten(1)
+    if attack.norm in ("linf", "universal"):
+        assert delta.abs().max() <= attack.eps + 1e-6
+    elif attack.norm == "l2":
+        assert delta.norm(dim=1).max() <= attack.eps + 1e-5
+    elif attack.norm == "patch":  # changes confined to one s×s square per image
+        s = attack.side(x)
+        changed = (x_adv != x).any(1)  # (N, H, W)
+        for m in changed:
+            rows, cols = m.any(1).nonzero(), m.any(0).nonzero()
+            if len(rows):
+                assert rows.max() - rows.min() < s and cols.max() - cols.min() < s
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_registered_attack_smoke(name, retina, ph2, real_root):
+    attack_kw = dict(SMOKE_KW.get(name, {}))
+    cls = ATTACKS[name]
+    model, x, y = ph2 if cls.task == "segmentation" else retina
+    if name == "transfer":
+        attack_kw["surrogate"] = train_baseline("retinamnist", "smoke", seed=1, root=real_root,
+                                                progress=False)[0]
+    attack = make_attack(name, **attack_kw)
+    model.train()  # the attack must switch to eval and back
+    model.zero_grad(set_to_none=True)
+    before = bn_buffers(model)
+    x_adv = attack(model, x, y)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in bn_buffers(model).items())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    model.eval()
+    assert_within_budget(attack, x, x_adv)
+    assert not torch.equal(x_adv, x), f"{name} changed nothing"
+    if attack.black_box and name != "transfer":
+        assert attack.queries > 0
+    if cls.task == "segmentation":
+        from survey_lib.metrics import dice_iou
+
+        with torch.no_grad():
+            assert dice_iou(model(x_adv), y)["dice"] <= dice_iou(model(x), y)["dice"] + 1e-6
+    elif name in GRADIENT:
+        assert accuracy(model, x_adv, y) <= accuracy(model, x, y)
+
+
+def test_labels_n1_same_as_n(retina):
+    model, x, y = retina
+    pgd = make_attack("pgd", eps=4, steps=2)
+    assert torch.equal(pgd(model, x, y), pgd(model, x, y.view(-1, 1)))
+
+
+def test_pgd_budget_and_early_stop_never_raises_accuracy(pneumonia):
+    model, x, y = pneumonia
+    full = make_attack("pgd", eps=2, steps=10)(model, x, y)
+    early = make_attack("pgd", eps=2, steps=10, early_stop=True)(model, x, y)
+    assert_within_budget(make_attack("pgd", eps=2), x, early)
+    assert accuracy(model, early, y) <= accuracy(model, full, y)
+    # examples never fooled follow the same path with and without early stopping
+    with torch.no_grad():
+        still = model(early).argmax(1) == y
+    assert torch.allclose(early[still], full[still], atol=1e-6)
+
+
+def test_autoattack_binary_runs_apgd_ce_and_square(pneumonia):
+    model, x, y = pneumonia
+    aa = make_attack("autoattack", eps=8, steps=10, square_queries=20)
+    assert [a.name for a in aa.attacks_for(2)] == ["apgd_ce", "square"]
+    assert [a.name for a in aa.attacks_for(3)] == ["apgd_ce", "apgd_dlr", "square"]
+    assert [a.name for a in aa.attacks_for(5)] == ["apgd_ce", "apgd_t", "square"]
+    x_adv = aa(model, x[:64], y[:64])
+    assert_within_budget(aa, x[:64], x_adv)
+    robust = [n for _, n in aa.stages]
+    assert robust == sorted(robust, reverse=True)  # each stage only removes robust points
+    assert accuracy(model, x_adv, y[:64]) == pytest.approx(robust[-1] / 64)
+
+
+def test_3d_volumes_work_unchanged(data_env):
+    test = load_dataset("adrenalmnist3d")["test"].subset(4, 0)
+    model = build_model("cnn3d", 1, 2, 4, 28).eval()
+    for name in ("fgsm", "pgd", "apgd_ce", "square"):
+        attack = make_attack(name, eps=8, steps=2)
+        x_adv = attack(model, test.x, test.y)
+        assert x_adv.shape == test.x.shape
+        assert_within_budget(attack, test.x, x_adv)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_errors():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ConfigError, match="Valid attacks: .*pgd"):
+        make_attack("pgdd")
+    with pytest.raises(ConfigError, match="positive"):
+        make_attack("pgd", eps=0)
+    with pytest.raises(ConfigError, match="positive"):
+        make_attack("cw_l2", eps=-1)
+    with pytest.raises(ConfigError, match="/255 units"):
+        make_attack("fgsm", eps=256)  # an L∞ ε > 1 in pixels
+    make_attack("fgsm", eps=255)  # exactly 1.0 in pixels is allowed
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        make_attack("pgd")(model, x * 2 - 1, y)
+    with pytest.raises(ConfigError, match="target labels"):
+        make_attack("pgd", targeted=True)(model, x, y)
+    with pytest.raises(ConfigError, match="fraction of the image area"):
+        make_attack("patch", eps=2)
+    with pytest.raises(ConfigError, match="surrogate"):
+        make_attack("transfer")(model, x, y)
+    with pytest.raises(ConfigError, match="≥ 3 classes"):
+        make_attack("apgd_dlr", steps=2)(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), x, y % 2)
+
+
+def test_softmax_model_warns():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.Softmax(dim=1))
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    with pytest.warns(UserWarning, match="probabilities"):
+        make_attack("fgsm")(model, x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_attack("fgsm")(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), x, y)
+
+
+def test_targeted_pgd_reaches_target(pneumonia):
+    model, x, y = pneumonia
+    target = 1 - y
+    x_adv = make_attack("pgd", eps=32, steps=10, targeted=True)(model, x, y, target=target)
+    with torch.no_grad():
+        assert (model(x_adv).argmax(1) == target).float().mean() > 0.9
+
+
+# ----------------------------------------------------------------------------- ART agreement
+@pytest.fixture(scope="module")
+def art_clf(pneumonia):
+    from art.estimators.classification import PyTorchClassifier
+
+    model, x, _ = pneumonia
+    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+                             nb_classes=2, clip_values=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("eps", [2, 4])
+def test_fgsm_and_pgd_linf_agree_with_art(pneumonia, art_clf, eps):
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+
+    model, x, y = pneumonia
+    art_fgsm = FastGradientMethod(art_clf, norm=np.inf, eps=eps / 255, batch_size=256).generate(x.numpy())
+    assert abs(accuracy(model, make_attack("fgsm", eps=eps)(model, x, y), y)
+               - accuracy(model, art_fgsm, y)) <= 0.02
+    art_pgd = ProjectedGradientDescent(art_clf, norm=np.inf, eps=eps / 255, eps_step=eps / 255 / 4,
+                                       max_iter=10, num_random_init=0, batch_size=256,
+                                       verbose=False).generate(x.numpy(), y=y.numpy())
+    ours = make_attack("pgd", eps=eps, steps=10, step_size=eps / 4, random_start=False)(model, x, y)
+    assert abs(accuracy(model, ours, y) - accuracy(model, art_pgd, y)) <= 0.02
+    assert accuracy(model, ours, y) < accuracy(model, x, y) - 0.1  # the setting is not trivial
+
+
+def test_pgd_l2_agrees_with_art(pneumonia, art_clf):
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    model, x, y = pneumonia
+    art = ProjectedGradientDescent(art_clf, norm=2, eps=0.5, eps_step=0.125, max_iter=10,
+                                   num_random_init=0, batch_size=256, verbose=False)
+    art = art.generate(x.numpy(), y=y.numpy())
+    ours = make_attack("pgd_l2", eps=0.5, steps=10, step_size=0.125, random_start=False)(model, x, y)
+    assert abs(accuracy(model, ours, y) - accuracy(model, art, y)) <= 0.02
+    assert accuracy(model, ours, y) < accuracy(model, x, y) - 0.1
+
+
+def test_square_agrees_with_art(pneumonia, art_clf):
+    from art.attacks.evasion import SquareAttack
+
+    model, x, y = pneumonia
+    art = SquareAttack(art_clf, norm=np.inf, eps=8 / 255, max_iter=100, p_init=0.8, nb_restarts=1,
+                       batch_size=256, verbose=False).generate(x.numpy(), y=y.numpy())
+    square = make_attack("square", eps=8, steps=100)
+    ours = square(model, x, y)
+    assert abs(accuracy(model, ours, y) - accuracy(model, art, y)) <= 0.02
+    assert accuracy(model, ours, y) < accuracy(model, x, y) - 0.1
+    assert 0 < square.queries <= 100 * len(x)

@@ -84,7 +84,11 @@ def _benchmark(args) -> None:
             print(f"  {c.dataset:15s} {c.defense:8s} ε={c.eps:g}/255  {c.attack}")
         return
     if not args.report_only:
-        run_grid(spec, results, profile, executor=args.executor)
+        slurm = {}
+        for item in args.slurm or []:
+            key, _, value = item.partition("=")
+            slurm[key] = int(value) if value.isdigit() else value
+        run_grid(spec, results, profile, executor=args.executor, slurm=slurm)
     rows, problems = load_rows(results)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -145,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "finished cells in it are never recomputed")
     p.add_argument("--executor", default="local", help="local (this process) or slurm (one "
                    "submitit job per cell; see README)")
+    p.add_argument("--slurm", nargs="+", metavar="KEY=VALUE", help="submitit parameters for "
+                   "--executor slurm, e.g. slurm_partition=gpu gpus_per_node=1 timeout_min=120")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost")
     p.add_argument("--report-only", action="store_true", help="only rebuild tables and figures")
     p.add_argument("--datasets", nargs="+", help="override the profile's datasets")

@@ -221,8 +221,10 @@ def estimate_seconds(cells: list[Cell], spec: GridSpec, root: Path, profile=None
 
 
 def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "local",
-             progress: bool = True, stop_after: int | None = None) -> list[dict]:
-    """Run every unfinished cell; returns all rows. ``stop_after`` (tests) stops after n new cells."""
+             progress: bool = True, stop_after: int | None = None,
+             slurm: dict | None = None) -> list[dict]:
+    """Run every unfinished cell; returns all rows. ``slurm``: submitit parameters (e.g.
+    ``{"slurm_partition": "gpu", "gpus_per_node": 1}``); ``stop_after`` (tests) stops after n cells."""
     from tqdm.auto import tqdm
 
     root = Path(root)
@@ -234,7 +236,7 @@ def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "lo
                 break
             run_cell(cell, spec, profile, root)
     elif executor in ("slurm", "submitit-local"):
-        submit(todo, spec, profile, root, cluster="slurm" if executor == "slurm" else "local")
+        submit(todo, spec, profile, root, "slurm" if executor == "slurm" else "local", slurm)
     else:
         raise ConfigError(f"Unknown executor {executor!r}. Valid executors: local, slurm.")
     return [r for c in cells if (r := read_row(c.path(root))) is not None]
@@ -249,7 +251,7 @@ def submit(cells: list[Cell], spec: GridSpec, profile, root: Path, cluster: str 
     if not cells:
         return
     executor = submitit.AutoExecutor(folder=root / "_submitit", cluster=cluster)
-    executor.update_parameters(timeout_min=240, **(slurm or {}))
+    executor.update_parameters(**{"timeout_min": 240, **(slurm or {})})
     jobs = executor.map_array(run_cell, cells, [spec] * len(cells), [profile] * len(cells),
                               [root] * len(cells))
     for job in jobs:

@@ -28,6 +28,7 @@ from survey_lib.defenses.adversarial_training import (
     nat_reference,
     summary,
 )
+from survey_lib.train import config_hash, runs_root
 
 OUT = Path(__file__).resolve().parent / "defenses_at_cpu"
 
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="*", default=None)
     ap.add_argument("--runs", nargs="*", default=None, help="only these dataset:method pairs")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--cached-only", action="store_true", help="skip runs not trained yet")
     ap.add_argument("--threads", type=int, default=1)  # 1 thread: far faster on a loaded 2-core box
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,8 +56,13 @@ def main() -> None:
             if d != dataset:
                 continue
             t = time.perf_counter()
-            _, rec = AdversarialTraining(method, **options).train(dataset, args.profile,
-                                                                 progress=False)
+            defense = AdversarialTraining(method, **options)
+            config = defense.resolve(dataset, args.profile)
+            folder = runs_root() / dataset / f"{config['name']}-{config_hash(config)}"
+            if args.cached_only and not (folder / "record.json").exists():
+                print(f"{dataset} {method} {options}: not trained yet, skipped", flush=True)
+                continue
+            _, rec = defense.train(dataset, args.profile, progress=False)
             rows.append(summary(rec))
             print(f"{dataset} {method} {options} {time.perf_counter() - t:.0f}s", rows[-1],
                   flush=True)

@@ -131,7 +131,7 @@ class AdversarialLoss:
     def __init__(self, method: str, attack: PGD, task: str, eps_schedule=None,
                  steps_per_epoch: int = 1, start_epoch: int = 0, beta: float = 6.0,
                  h: float = 3.5, gamma: float = 1.0, helper: nn.Module | None = None):
-        require_classification(method, task, "this model's")
+        require_classification(method, task, "this model")
         self.method, self.attack, self.criterion = method, attack, task_loss(task)
         self.schedule, self.steps_per_epoch = eps_schedule, steps_per_epoch
         self.step = start_epoch * steps_per_epoch  # so a resumed run continues the ε schedule
@@ -162,7 +162,8 @@ class AdversarialLoss:
             weight = 1.0000001 - p.gather(1, y[:, None]).squeeze(1)
             div = F.kl_div(torch.log(p_adv + 1e-12), p, reduction="none").sum(1)
             return bce + self.beta * (div * weight).mean()
-        # hat: helper examples beyond the ε-ball, labelled by the standard model on x'
+        # hat: helper examples beyond the ε-ball (not clipped to [0, 1], as in the reference code),
+        # labelled by the standard model on x'
         x_help = x + self.h * (x_adv - x)
         with torch.no_grad():
             y_help = self.helper(x_adv).argmax(1)
@@ -344,17 +345,18 @@ def nat_reference(dataset: str, profile=None, eps: float = 8, progress: bool = T
 
 def grid(profile=None) -> list[tuple[str, str, dict]]:
     """The (dataset, method, options) runs of notebook 05 and ``benchmarks/defenses_at_cpu.py``:
-    BreastMNIST at 8/255 without class balancing (the collapse), with it and with an ε warm-up
-    (remedies), and all five methods at 2/255 with balancing; then (not in ``smoke``, which must
-    run in seconds) all five at 8/255 on PneumoniaMNIST, PGD-AT on AdrenalMNIST3D and on the PH2
+    BreastMNIST at 8/255 without class balancing (the collapse), all five methods at 2/255 with
+    balancing, then the remedies at 8/255 (balancing, ε warm-up); then (not in ``smoke``, which
+    must run in seconds) all five at 8/255 on PneumoniaMNIST, PGD-AT on AdrenalMNIST3D and on the PH2
     U-Net (8/255)."""
     p = get_profile(profile)
     epochs = AdversarialTraining(eps=8).resolve("breastmnist", p)["epochs"]
-    runs = [("breastmnist", m, {"eps": 8, "balanced": False}) for m in ("pgd_at", "trades", "fast_at")]
+    runs = [("breastmnist", "pgd_at", {"eps": 8, "balanced": False})]
+    runs += [("breastmnist", m, {"eps": 2, "balanced": True}) for m in METHODS]
+    runs += [("breastmnist", m, {"eps": 8, "balanced": False}) for m in ("fast_at", "trades")]
     runs += [("breastmnist", "pgd_at", {"eps": 8, "balanced": True}),
              ("breastmnist", "pgd_at", {"eps": 8, "balanced": True,
                                         "eps_schedule": warmup(8, epochs, epochs // 2)})]
-    runs += [("breastmnist", m, {"eps": 2, "balanced": True}) for m in METHODS]
     if p.name == "smoke":
         return [r for r in runs if r[1] != "trades" or r[2]["eps"] == 2]
     runs += [("pneumoniamnist", m, {"eps": 8}) for m in METHODS]

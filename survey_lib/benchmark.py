@@ -242,17 +242,25 @@ def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "lo
     return [r for c in cells if (r := read_row(c.path(root))) is not None]
 
 
+def _train_job(key: tuple[str, str, float], profile) -> str:
+    train_model(*key, profile)
+    return "/".join(map(str, key))
+
+
 def submit(cells: list[Cell], spec: GridSpec, profile, root: Path, cluster: str = "slurm",
            slurm: dict | None = None) -> None:
-    """Submit each cell as an independent job with submitit and wait for them all. Every job writes
-    its own row into ``root`` (a shared folder on a cluster), so resuming works as locally."""
+    """Run the cells as submitit jobs and wait for them: first one job per model to train (so no
+    two jobs train the same model), then one job per cell. Every cell job writes its own row into
+    ``root`` (a shared folder on a cluster), so resuming works as locally."""
     import submitit
 
     if not cells:
         return
     executor = submitit.AutoExecutor(folder=root / "_submitit", cluster=cluster)
     executor.update_parameters(**{"timeout_min": 240, **(slurm or {})})
-    jobs = executor.map_array(run_cell, cells, [spec] * len(cells), [profile] * len(cells),
-                              [root] * len(cells))
-    for job in jobs:
+    models = sorted({(c.dataset, c.defense, c.eps) for c in cells})
+    for job in executor.map_array(_train_job, models, [profile] * len(models)):
         job.result()  # re-raises a job's error here, with its log path
+    n = len(cells)
+    for job in executor.map_array(run_cell, cells, [spec] * n, [profile] * n, [root] * n):
+        job.result()

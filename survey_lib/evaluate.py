@@ -46,7 +46,8 @@ def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int 
 
     Classification: acc, auc, bacc, shares, collapsed, n; segmentation: dice, iou, n. Adds
     ``seconds`` (attack + evaluation wall time) and ``attack`` (its repr); ``queries`` (mean per
-    image) for a black-box attack; ``stages`` (robust accuracy after each stage) for the cascade.
+    image) for a black-box attack or the cascade's Square stage; ``stages`` (robust accuracy after
+    each stage) for the cascade.
     """
     model.to(select_device())
     start = time.perf_counter()
@@ -58,7 +59,7 @@ def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int 
         m = classification_metrics(logits, split.y, split.info.task, split.info.num_classes)
     m["seconds"] = round(time.perf_counter() - start, 2)
     m["attack"] = "clean" if attack is None else repr(attack)
-    if attack is not None and getattr(attack, "black_box", False):
+    if attack is not None and (getattr(attack, "black_box", False) or attack.total_queries):
         m["queries"] = round(attack.total_queries / max(len(split), 1), 1)
     if attack is not None and attack.total_stages:
         m["stages"] = {k: round(v / len(split), 4) for k, v in attack.total_stages.items()}
@@ -82,10 +83,10 @@ def sanity_checks(model: nn.Module, split: Split, eps_grid=(1, 2, 4, 8), steps_g
     """Gradient-masking checks on a classifier, each ``{"check", "passed", "detail"}``:
 
     accuracy non-increasing in ε (PGD-10) and in steps (PGD at the largest ε); about 0 at a huge ε
-    (≤ 5%, meaningful for an undefended model); PGD ≤ FGSM; white-box PGD ≤ black-box Square at
+    (APGD-CE-20, ≤ 5%, meaningful for an undefended model); PGD ≤ FGSM; white-box PGD ≤ black-box Square at
     the largest ε. ``tol`` absorbs ties of a few images.
     """
-    from .attacks import FGSM, PGD, Square
+    from .attacks import APGD, FGSM, PGD, Square
 
     def acc(attack) -> float:
         return robust_metrics(model, split, attack, batch_size)["acc"]
@@ -93,7 +94,7 @@ def sanity_checks(model: nn.Module, split: Split, eps_grid=(1, 2, 4, 8), steps_g
     top = max(eps_grid)
     by_eps = [acc(PGD(eps=e, steps=10)) for e in eps_grid]
     by_steps = [acc(PGD(eps=top, steps=s)) for s in steps_grid]
-    huge = acc(PGD(eps=huge_eps, steps=10))
+    huge = acc(APGD(eps=huge_eps, steps=20))  # step-size free: PGD-10's 2.5ε/10 steps overshoot
     fgsm, square = acc(FGSM(eps=top)), acc(Square(eps=top, steps=black_box_queries))
     pgd = by_eps[-1]
 

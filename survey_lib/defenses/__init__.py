@@ -10,13 +10,25 @@ from collections.abc import Callable
 from functools import partial
 
 from ..errors import ConfigError
-from . import adversarial_training
+from . import adversarial_training, detection, distillation, feature_level, purification, smoothing
 from .adversarial_training import AdversarialTraining, train_adversarial
 
 DEFENSES: dict[str, Callable] = {}
 
 # defenses → adversarial training
 DEFENSES.update({m: partial(AdversarialTraining, m) for m in adversarial_training.METHODS})
+
+# defenses → pre-processing, detection, certified (model wrappers: make_defense("jpeg", model=m,
+# quality=50)) and distillation, feature-level, noise training for smoothing (training recipes:
+# make_defense("defensive_distillation", temperature=50).train(dataset, profile))
+DEFENSES.update(purification.PURIFIERS)
+DEFENSES.update({"mahalanobis": detection.MahalanobisDetector,
+                 "learned_detector": detection.train_learned_detector,
+                 "randomized_smoothing": smoothing.SmoothedClassifier,
+                 "defensive_distillation": partial(distillation.Recipe, distillation.train_distilled),
+                 "feature_denoising": partial(distillation.Recipe,
+                                              feature_level.train_feature_denoising),
+                 "gaussian_augmentation": partial(distillation.Recipe, smoothing.train_smoothed)})
 
 
 def make_defense(name: str, **kwargs):

@@ -8,11 +8,13 @@ decision boundary has not moved. An attack on the logit margin (CW, Carlini & Wa
 ignores the softmax and breaks it — the textbook case of gradient masking.
 
 :func:`train_recipe` (the baseline's recipe with another loss and a name) is shared by the other
-training-time defenses of this package (feature denoising, noise-augmented training).
+training-time defenses of this package (noise-augmented training), and :class:`Recipe` is how the
+defense registry hands out a training-time defense.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -55,6 +57,26 @@ def train_recipe(name: str, dataset: str, profile, loss_fn, build=None, select_f
                 "device": str(select_device()), **out}
 
     return cached_run(config, build or (lambda: build_for(config, train.info)), train_fn)
+
+
+class Recipe:
+    """A training-time defense as the registry gives it, like
+    :class:`~survey_lib.defenses.AdversarialTraining`: ``Recipe(fn, **kwargs).train(dataset,
+    profile)`` returns ``fn(dataset, profile, **kwargs)``, a ``(model, record)`` pair."""
+
+    def __init__(self, fn, **kwargs):
+        try:
+            inspect.signature(fn).bind(None, None, **kwargs)
+        except TypeError as exc:
+            valid = [k for k in inspect.signature(fn).parameters if k not in ("dataset", "profile")]
+            raise ConfigError(f"{fn.__name__}: {exc}. Valid options: {', '.join(valid)}.") from None
+        self.fn, self.kwargs = fn, kwargs
+
+    def __repr__(self) -> str:
+        return f"Recipe({self.fn.__name__}, {self.kwargs})"
+
+    def train(self, dataset: str, profile=None, progress: bool = False):
+        return self.fn(dataset, profile, **{"progress": progress, **self.kwargs})
 
 
 def check_temperature(temperature: float) -> None:

@@ -111,3 +111,20 @@ def sanity_checks(model: nn.Module, split: Split, eps_grid=(1, 2, 4, 8), steps_g
         {"check": "white-box ≤ black-box", "passed": pgd <= square + tol,
          "detail": {"pgd": pgd, "square": square}},
     ]
+
+
+def sweep(model: nn.Module, split: Split, attack: str, param: str, values, label: str = "",
+          batch_size: int = 256, **kwargs):
+    """Robust metrics of ``make_attack(attack, **{param: v}, **kwargs)`` for each value ``v`` (an
+    accuracy-vs-ε curve, accuracy vs steps, success vs query budget, Dice vs ε): one row per value
+    with the attack, the value, every metric, and the mean queries per image where counted."""
+    import pandas as pd
+
+    from .attacks import make_attack
+
+    rows = []
+    for v in values:
+        m = robust_metrics(model, split, make_attack(attack, **{param: v}, **kwargs), batch_size)
+        rows.append({"model": label, "attack": attack, param: v,
+                     **{k: m[k] for k in m if k not in ("attack", "stages")}})
+    return pd.DataFrame(rows)

@@ -293,13 +293,14 @@ def cached_run(config: dict, build: Callable[[], nn.Module],
     return model.eval(), record
 
 
-def class_balanced_weights(split: Split) -> torch.Tensor | None:
-    """One sampling weight per example, 1 / (size of its class), so every class is drawn equally
-    often (the seed code's WeightedRandomSampler); None for multi-label and segmentation tasks."""
+def class_balanced_weights(split: Split, power: float = 1.0) -> torch.Tensor | None:
+    """One sampling weight per example, 1 / (size of its class) ** ``power``: 1 draws every class
+    equally often (the seed code's WeightedRandomSampler), 0.5 is square-root balancing, 0 the
+    natural frequencies. None for multi-label and segmentation tasks."""
     if split.y.ndim != 1:
         return None
     counts = torch.bincount(split.y, minlength=split.info.num_classes).clamp_min(1).double()
-    return 1.0 / counts[split.y]
+    return counts[split.y] ** -float(power)
 
 
 def load_dataset(dataset: str, size: int = 28, root=None) -> dict[str, Split]:
@@ -342,17 +343,20 @@ def build_for(config: dict, info) -> nn.Module:
                        config["size"])
 
 
-def train_baseline(dataset: str, profile=None, size: int = 28, seed: int | None = None,
-                   root=None, force: bool = False, progress: bool = True):
-    """Train (or load from ``runs/``) the undefended model of a dataset; evaluate it on val and test.
+def train_recipe(config: dict, loss_fn: Callable | None = None, select_fn: Callable | None = None,
+                 build: Callable[[], nn.Module] | None = None, root=None, force: bool = False,
+                 progress: bool = True):
+    """Train (or load from ``runs/``) the model a configuration describes (see
+    :func:`baseline_config`), optionally with another ``loss_fn(model, x, y)`` or checkpoint
+    ``select_fn`` (training-time defenses plug in here); evaluate it on val and test.
 
     Returns ``(model, record)``; the record holds the config, val/test metrics, the training history
-    and the wall time, and is what the CLI's results table and notebook 00 show.
+    and the wall time.
     """
-    config = baseline_config(dataset, profile, size, seed)
-    splits = load_dataset(config["dataset"], size, root)
+    splits = load_dataset(config["dataset"], config["size"], root)
     train = splits["train"].subset(config["train_subset"], config["seed"])
     val, test = (splits[s].subset(config["eval_subset"], config["seed"]) for s in ("val", "test"))
+    balance = config.get("balanced") or 0
 
     def train_fn(model: nn.Module, last: Path) -> dict:
         start = time.perf_counter()
@@ -360,10 +364,18 @@ def train_baseline(dataset: str, profile=None, size: int = 28, seed: int | None 
                   optimizer=config["optimizer"], lr=config["lr"],
                   weight_decay=config["weight_decay"], schedule=config["schedule"],
                   augment_data=config["augment"], seed=config["seed"], checkpoint=last,
-                  sampler_weights=class_balanced_weights(train) if config["balanced"] else None,
-                  progress=progress)
+                  loss_fn=loss_fn, select_fn=select_fn, progress=progress,
+                  sampler_weights=class_balanced_weights(train, balance) if balance else None)
         return {"val": evaluate(model, val), "test": evaluate(model, test),
                 "wall_seconds": round(time.perf_counter() - start, 1),
                 "device": str(select_device()), "torch": torch.__version__, **out}
 
-    return cached_run(config, lambda: build_for(config, train.info), train_fn, force)
+    return cached_run(config, build or (lambda: build_for(config, train.info)), train_fn, force)
+
+
+def train_baseline(dataset: str, profile=None, size: int = 28, seed: int | None = None,
+                   root=None, force: bool = False, progress: bool = True):
+    """Train (or load from ``runs/``) the undefended model of a dataset with the profile's recipe;
+    ``(model, record)`` as :func:`train_recipe`. The CLI's table and notebook 00 show the record."""
+    return train_recipe(baseline_config(dataset, profile, size, seed), root=root, force=force,
+                        progress=progress)

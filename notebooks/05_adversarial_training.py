@@ -57,8 +57,9 @@ print(f"profile: {profile.name} · device: {select_device()}")
 # ## 1 · One recipe, five methods
 # A defense is built by name; `resolve` shows the full training configuration it will be cached
 # under (`runs/<dataset>/<method>-<hash>/`). The `paper` profile uses the survey's settings
-# (PGD-10 inner attack, step 2/255 at ε = 8/255, β = 6, HAT h = 3.5, γ = 1); `cpu` a PGD-5 inner
-# attack and a few epochs; `smoke` is for CI only.
+# (PGD-10 inner attack, step 2/255 at ε = 8/255, β = 6, HAT h = 3.5, γ = 1); `cpu` fits a shared
+# 2-core CPU: PGD-5 inner attack (step 2.5ε/5) and few epochs (4 on PneumoniaMNIST and
+# AdrenalMNIST3D, 12 on BreastMNIST, 5 on PH2); `smoke` is for CI only (1 epoch, PGD-2).
 
 # %%
 pd.Series(make_defense("hat", eps=8).resolve("breastmnist", profile)).to_frame("hat config")
@@ -66,7 +67,8 @@ pd.Series(make_defense("hat", eps=8).resolve("breastmnist", profile)).to_frame("
 # %% [markdown]
 # ## 2 · Train (or load) the grid
 # `grid(profile)` lists the runs of this notebook and of `benchmarks/defenses_at_cpu.py`; each is
-# trained once and cached. The undefended (NAT) model of each dataset is evaluated the same way.
+# trained once and cached (point `SURVEY_RUNS_DIR` at the benchmark's runs folder to reuse its
+# models). The undefended (NAT) model of each dataset is evaluated the same way.
 # In `smoke` only the BreastMNIST part runs (CI time); section 7 shows the committed cpu numbers.
 
 # %%

@@ -107,7 +107,7 @@ table[["defense", "evaluation", "acc", "bacc", "auc", "shares", "collapsed", "at
 
 # %%
 plot = table[table.evaluation != "clean"]
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for ax, metric in zip(axes, ["acc", "bacc"]):
     sns.barplot(plot, x="defense", y=metric, hue="evaluation", ax=ax)
     clean = table[table.evaluation == "clean"].set_index("defense")[metric]

@@ -131,17 +131,17 @@ curve = pd.DataFrame(curves)
 display(pd.DataFrame(summaries))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 for ax, metric in zip(axes, ["certified_acc", "certified_bacc"]):
     sns.lineplot(curve, x="radius", y=metric, hue="sigma", drawstyle="steps-post", ax=ax,
                  palette="viridis")
     ax.axhline(nat_record["test"]["acc" if metric == "certified_acc" else "bacc"], color="grey",
                ls=":", label="NAT clean (no certificate)")
-    ax.set(title=f"Randomized smoothing on {DATASET} (n = {N}, α = {ALPHA})",
-           xlabel="L2 radius (pixel units, images in [0, 1])",
-           ylabel=metric.replace("_", " ").replace("bacc", "balanced accuracy")
-           .replace("acc", "accuracy"), ylim=(0, 1))
-    ax.legend(fontsize=7)
+    label = "certified balanced accuracy" if metric == "certified_bacc" else "certified accuracy"
+    ax.set(title=label, xlabel="L2 radius (pixel units, images in [0, 1])", ylabel=label,
+           ylim=(0, 1))
+    ax.legend(title="σ", fontsize=7)
+fig.suptitle(f"Randomized smoothing on {DATASET} test images (n0 = {N0}, n = {N}, α = {ALPHA})")
 fig.tight_layout()
 
 # %% [markdown]

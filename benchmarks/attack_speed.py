@@ -111,7 +111,7 @@ def early_stop(model, split, label: str, steps: int = 20) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="pneumoniamnist")
-    parser.add_argument("--profile", default="cpu", help="profile of the models (cpu: the acceptance baseline)")
+    parser.add_argument("--profile", default="cpu", help="profile of the undefended model")
     parser.add_argument("--at-profile", default="smoke", help="profile of the PGD-AT model")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)

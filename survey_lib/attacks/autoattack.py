@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import Attack
+from .base import Attack, margin_loss
 from .blackbox import Square
 
 
@@ -45,7 +45,8 @@ def _checkpoints(steps: int) -> set[int]:
 class APGD(Attack):
     """Auto-PGD L∞ (Croce & Hein, ICML 2020): step 2ε, momentum 0.75, the step halves at checkpoints
     where fewer than ρ = 75% of the steps increased the loss, or where neither the step nor the best
-    loss changed; then it restarts from the best point. ``loss`` is "ce" or "dlr". Each restart
+    loss changed; then it restarts from the best point. ``loss`` is "ce", "dlr" or "margin" (the CW
+margin, for a second opinion on binary tasks where DLR is undefined). Each restart
     attacks only the examples still unbroken; with ``early_stop`` (default) a fooled example stops
     costing gradient steps."""
 
@@ -56,8 +57,8 @@ class APGD(Attack):
         kw.setdefault("loss", self.default_loss)
         kw.setdefault("early_stop", True)
         super().__init__(eps, steps=steps, **kw)
-        if self.loss not in ("ce", "dlr"):
-            raise ConfigError(f"{self.name}: loss must be 'ce' or 'dlr', got {self.loss!r}.")
+        if self.loss not in ("ce", "dlr", "margin"):
+            raise ConfigError(f"{self.name}: loss must be 'ce', 'dlr' or 'margin', got {self.loss!r}.")
         self.rho = rho
 
     def _loss(self, logits, y, target):
@@ -66,6 +67,8 @@ class APGD(Attack):
                 raise ConfigError(f"{self.name}: the DLR loss needs ≥ 3 classes (targeted: ≥ 4); "
                                   f"this model has {logits.shape[1]}. Use apgd_ce.")
             return dlr_loss(logits, y, target)
+        if self.loss == "margin":
+            return margin_loss(logits, y)
         return F.cross_entropy(logits.float(), y, reduction="none")
 
     def perturb(self, model, x, y):

@@ -37,7 +37,9 @@ class Profile:
     weight_decay: float = 0.0
     schedule: str = "cosine"  # "cosine" | "onecycle" | "multistep" | "constant"
     augment: bool = True  # random flips + small rotations (2D), flips (3D, seg)
-    balanced: bool = True  # class-balanced sampling of training examples (single-label tasks)
+    # class-balanced sampling (single-label tasks): examples drawn with weight 1 / class size ** balanced,
+    # 0 = natural frequencies, 0.5 = square-root balancing, 1 = every class equally often
+    balanced: float = 0.5
     train_subset: int | None = None  # cap on training examples (smoke)
     eval_subset: int | None = None  # cap on val/test examples (smoke)
     seg_width: int = 16
@@ -57,7 +59,7 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper", model="resnet18", width=64, model_3d="resnet3d", epochs=100, epochs_3d=100,
         epochs_seg=100, batch_size=32, batch_size_3d=32, optimizer="sgd", lr=0.05,
-        weight_decay=5e-4, schedule="onecycle", seg_width=32,
+        weight_decay=5e-4, schedule="onecycle", seg_width=32, balanced=0.0,
     ),
 }
 

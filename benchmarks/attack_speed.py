@@ -27,6 +27,11 @@ from survey_lib.evaluate import robust_metrics
 from survey_lib.train import load_dataset, train_baseline
 
 HERE = Path(__file__).parent
+NOTE = ("\n\nNotes: torchattacks (3.5.1) was installed into the venv with `pip install --no-deps "
+        "torchattacks` for this benchmark only; it is not a survey_lib dependency. The PGD-AT model "
+        "is `train_adversarial(dataset, 'pgd_at', at_profile)`; in the smoke profile it is collapsed "
+        "(bACC 0.5: one class for every image), so its speed-up describes a degenerate model. The CPU "
+        "was shared with other jobs: absolute images/s are low, compare rows within one table.\n")
 EPS, STEPS = 8, 10
 
 
@@ -148,7 +153,7 @@ def main() -> None:
         + table.drop(columns="machine").to_markdown(index=False)
         + f"\n\n## Early-stopping evaluation mode (PGD-20 at {EPS}/255, {args.eval_subset} test "
         "images; a found adversarial example is kept, so robust accuracy can only go down)\n\n"
-        + es.drop(columns="machine").to_markdown(index=False) + "\n")
+        + es.drop(columns="machine").to_markdown(index=False) + NOTE)
     print(table.to_string(index=False))
     print(es.to_string(index=False))
 

@@ -162,13 +162,16 @@ table[table.method == "fast_at"][["dataset", "eps", "val_robust_by_epoch", "over
 # %% [markdown]
 # ## 4 · BreastMNIST: the 8/255 collapse and its remedy
 # Without class balancing, adversarial training at 8/255 on BreastMNIST (546 training images, 27%
-# malignant) tends to find the cheapest robust model: **answer "benign" for everything**. Its
-# accuracy equals the majority rate (0.73) on clean *and* attacked images — a perfect "robust
-# accuracy" of 0.73 — yet its balanced accuracy is 0.50 and the prediction shares are 0/1.
-# Why: at 8/255 the ε-balls of the two classes overlap on these low-contrast 28-px images, so the
-# robust loss is minimised by a constant prediction; with imbalanced data the constant is the
-# majority class. Remedies: class-balanced sampling (`balanced=True`, the seed code's
-# WeightedRandomSampler), an ε warm-up (`eps_schedule=warmup(...)`), and a smaller ε.
+# malignant) finds the cheapest "robust" model: **a constant answer**. When the constant is the
+# majority class ("benign") its accuracy equals the majority rate (0.73) on clean *and* attacked
+# images — a "robust accuracy" of 0.73 that looks like a success — yet its balanced accuracy is 0.50
+# and the prediction shares are 0/1 (the constant can also be the minority class at some epochs).
+# Why: at 8/255 the ε-balls around the two classes overlap on these low-contrast 28-px images, so
+# the robust loss is lowest for a prediction that ignores the image; with imbalanced data the
+# constant drifts to the majority class. The collapse flag (test) and `collapsed_epochs`
+# (validation, per epoch) catch it. Remedies: class-balanced sampling (`balanced=True`, the seed
+# code's WeightedRandomSampler), an ε warm-up (`eps_schedule=warmup(...)`), and a smaller ε: at
+# 2/255 with balancing the models keep both classes (second table).
 
 # %%
 show("breastmnist", 8)

@@ -302,7 +302,8 @@ def run_training(config: dict, model: nn.Module, last: Path, train, val, test,
               optimizer=config["optimizer"], lr=config["lr"], weight_decay=config["weight_decay"],
               schedule=config["schedule"], augment_data=config["augment"], seed=config["seed"],
               loss_fn=loss, select_fn=selector, checkpoint=last, progress=progress,
-              sampler_weights=class_balanced_weights(train) if config["balanced"] else None)
+              sampler_weights=class_balanced_weights(train, float(config["balanced"]))
+              if config["balanced"] else None)
     select_seconds = sum(e["select_seconds"] for e in selector.log)
     evaluation = PGD(eps=eps, steps=config["eval_steps"])
     return {"val": evaluate(model, val), "test": evaluate(model, test),

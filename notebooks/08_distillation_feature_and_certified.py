@@ -66,7 +66,7 @@ def white_box(model, attacks):
 # ## 1 · Defensive distillation and its failure under CW
 # A teacher is trained at temperature T = 50 (softmax(z/T)), a student on the teacher's soft labels
 # at the same T; the student is deployed at T = 1. Both use the undefended baseline's recipe
-# (`train_recipe`) except, in the cpu profile, 60 epochs at learning rate 0.01 instead of 30 at
+# (`train.train_recipe`) except, in the cpu profile, 60 epochs at learning rate 0.01 instead of 30 at
 # 0.001: the defense only acts once the logits have grown about T-fold, which the shorter recipe
 # does not reach on BreastMNIST's 546 training images. We attack the NAT model and the student
 # with FGSM and PGD on cross-entropy (CE) and with CW-PGD, PGD on the logit margin

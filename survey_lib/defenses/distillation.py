@@ -7,56 +7,35 @@ the cross-entropy gradient underflows to (almost) zero and FGSM / PGD-CE find no
 decision boundary has not moved. An attack on the logit margin (CW, Carlini & Wagner, S&P 2017)
 ignores the softmax and breaks it — the textbook case of gradient masking.
 
-:func:`train_recipe` (the baseline's recipe with another loss and a name) is shared by the other
-training-time defenses of this package (noise-augmented training), and :class:`Recipe` is how the
+:func:`defense_recipe` (the baseline's recipe with another loss and a name) is shared by the
+other training-time defenses of this package (noise-augmented training), and :class:`Recipe` is how the
 defense registry hands out a training-time defense.
 """
 
 from __future__ import annotations
 
 import inspect
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..config import get_profile
 from ..data import task_info
 from ..errors import ConfigError
-from ..train import baseline_config, build_for, cached_run, evaluate, fit, load_dataset, select_device
+from ..train import baseline_config, train_recipe
 
 
-def train_recipe(name: str, dataset: str, profile, loss_fn, build=None, select_fn=None,
-                 extra: dict | None = None, size: int = 28, root=None, progress: bool = False):
-    """Train (or load from ``runs/``) a classifier with the undefended baseline's recipe (model,
-    epochs, optimiser, schedule, augmentation, class-balanced sampling) but ``loss_fn(model, x, y)``;
-    ``extra`` (JSON-able) goes into the cached configuration. Returns ``(model, record)``."""
-    from ..train import class_balanced_weights
-
+def defense_recipe(name: str, dataset: str, profile, loss_fn, extra: dict | None = None,
+                   size: int = 28, root=None, progress: bool = False):
+    """Train (or load from ``runs/``) a single-label classifier with the undefended baseline's
+    recipe (:func:`~survey_lib.train.train_recipe`) but ``loss_fn(model, x, y)``, cached under
+    ``name``; ``extra`` (JSON-able) goes into, and may override, the configuration."""
     config = {**baseline_config(dataset, profile, size), "name": name, **(extra or {})}
     task = "segmentation" if config["dataset"] == "ph2" else task_info(config["dataset"], size).task
     if task not in ("binary-class", "multi-class", "ordinal-regression"):
         raise ConfigError(f"{name}: a defense for single-label classification, but {dataset!r} is a "
                           f"{task} task. Use e.g. breastmnist or pneumoniamnist.")
-    splits = load_dataset(config["dataset"], size, root)
-    train = splits["train"].subset(config["train_subset"], config["seed"])
-    val, test = (splits[s].subset(config["eval_subset"], config["seed"]) for s in ("val", "test"))
-
-    def train_fn(model: nn.Module, last: Path) -> dict:
-        start = time.perf_counter()
-        out = fit(model, train, val, epochs=config["epochs"], batch_size=config["batch_size"],
-                  optimizer=config["optimizer"], lr=config["lr"],
-                  weight_decay=config["weight_decay"], schedule=config["schedule"],
-                  augment_data=config["augment"], seed=config["seed"], loss_fn=loss_fn,
-                  select_fn=select_fn, checkpoint=last, progress=progress,
-                  sampler_weights=class_balanced_weights(train) if config.get("balanced") else None)
-        return {"val": evaluate(model, val), "test": evaluate(model, test),
-                "wall_seconds": round(time.perf_counter() - start, 1),
-                "device": str(select_device()), **out}
-
-    return cached_run(config, build or (lambda: build_for(config, train.info)), train_fn)
+    return train_recipe(config, loss_fn, root=root, progress=progress)
 
 
 class Recipe:
@@ -100,7 +79,7 @@ def train_distilled(dataset: str, profile=None, temperature: float = 50.0,
     def teacher_loss(m, x, y):
         return F.cross_entropy(m(x).float() / T, y)
 
-    teacher, teacher_record = train_recipe("distill-teacher", dataset, profile, teacher_loss,
+    teacher, teacher_record = defense_recipe("distill-teacher", dataset, profile, teacher_loss,
                                            extra={"temperature": T, **recipe}, size=size, root=root,
                                            progress=progress)
     teacher.eval()
@@ -110,7 +89,7 @@ def train_distilled(dataset: str, profile=None, temperature: float = 50.0,
             soft = F.softmax(teacher(x).float() / T, dim=1)
         return -(soft * F.log_softmax(m(x).float() / T, dim=1)).sum(1).mean()
 
-    student, student_record = train_recipe(
+    student, student_record = defense_recipe(
         "distill-student", dataset, profile, student_loss, size=size, root=root, progress=progress,
         extra={"temperature": T, **recipe, "teacher": teacher_record["config"]})
     return student, {"teacher": teacher_record, "student": student_record}

@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..metrics import balanced_accuracy, prediction_shares
 from ..train import predict
-from .distillation import train_recipe
+from .distillation import defense_recipe
 
 ABSTAIN = -1
 
@@ -115,5 +115,5 @@ def train_smoothed(dataset: str, profile=None, sigma: float = 0.25, size: int = 
     def noisy_ce(m, x, y):
         return F.cross_entropy(m(x + sigma * torch.randn_like(x)).float(), y.view(-1))
 
-    return train_recipe(f"smooth-{sigma:g}", dataset, profile, noisy_ce, extra={"sigma": sigma},
+    return defense_recipe(f"smooth-{sigma:g}", dataset, profile, noisy_ce, extra={"sigma": sigma},
                         size=size, root=root, progress=progress)

@@ -2,7 +2,9 @@
 
 1. PneumoniaMNIST: PGD-20 L∞ at ε ∈ {1, 2, 4, 8}/255 on the whole test split;
 2. BreastMNIST, PneumoniaMNIST, RetinaMNIST: PGD-20 and the AutoAttack-style cascade at 8/255
-   (binary: APGD-CE + Square; RetinaMNIST, 5 classes: APGD-CE + APGD-T + Square).
+   (binary: APGD-CE + Square; RetinaMNIST, 5 classes: APGD-CE + APGD-T + Square); while the cascade
+   leaves ≥ 5%, it is rerun at 10/255 and 12/255 to show where the surviving points fall (a smooth
+   fall with ε is genuine robustness of those images, not gradient masking).
 
 Every row: robust accuracy, balanced accuracy, prediction shares, AUC on the attacked images, and
 wall time.
@@ -51,10 +53,13 @@ def main() -> None:
             rows.append(row(flag, f"PGD-20 ε={eps}/255", robust_metrics(
                 model, test, make_attack("pgd", eps=eps, steps=20))))
             print(rows[-1], flush=True)
-        cascade = AutoAttack(eps=8, steps=args.apgd_steps, square_queries=args.square_queries)
-        names = "+".join(a.name for a in cascade.attacks_for(test.info.num_classes))
-        rows.append(row(flag, f"cascade ε=8/255 ({names})", robust_metrics(model, test, cascade)))
-        print(rows[-1], flush=True)
+        for eps in (8, 10, 12):  # beyond 8/255 only while points survive: where do they fall?
+            cascade = AutoAttack(eps=eps, steps=args.apgd_steps, square_queries=args.square_queries)
+            names = "+".join(a.name for a in cascade.attacks_for(test.info.num_classes))
+            rows.append(row(flag, f"cascade ε={eps}/255 ({names})", robust_metrics(model, test, cascade)))
+            print(rows[-1], flush=True)
+            if rows[-1]["acc"] < 0.05:
+                break
     df = pd.DataFrame(rows)
     df.to_csv(args.out + ".csv", index=False)
     machine = "2-core CPU, shared with other agents at the time"
@@ -65,7 +70,8 @@ def main() -> None:
         "2.5ε/20, one random start. Cascade: APGD-CE "
         f"({args.apgd_steps} steps) then targeted APGD-DLR (≥ 4 classes) or APGD-DLR (3 classes), "
         f"then Square ({args.square_queries} queries), each on the points still robust; binary "
-        "tasks get APGD-CE + Square. `stages`: robust accuracy after each stage. `seconds`: wall "
+        "tasks get APGD-CE + Square. Where the cascade leaves ≥ 5% at 8/255 it is rerun at 10 "
+        "and 12/255. `stages`: robust accuracy after each stage. `seconds`: wall "
         "time of the attack + evaluation.\n\n" + df.to_markdown(index=False) + "\n")
     print(df.to_string(index=False))
 

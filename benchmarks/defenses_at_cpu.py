@@ -28,9 +28,15 @@ from survey_lib.defenses.adversarial_training import (
     nat_reference,
     summary,
 )
-from survey_lib.train import config_hash, runs_root
+from survey_lib.train import baseline_config, config_hash, runs_root
 
 OUT = Path(__file__).resolve().parent / "defenses_at_cpu"
+
+
+def cached(config: dict) -> bool:
+    """Is this configuration trained (``cached_run``'s record written)?"""
+    folder = runs_root() / config["dataset"] / f"{config['name']}-{config_hash(config)}"
+    return (folder / "record.json").exists()
 
 
 def acceptance(df: pd.DataFrame) -> list[str]:
@@ -98,12 +104,17 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--cached-only", action="store_true", help="skip runs not trained yet")
     ap.add_argument("--threads", type=int, default=1)  # 1 thread: far faster on a loaded 2-core box
+    ap.add_argument("--notes", default=None, help="a Markdown file to insert (how the run went)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = [r for r in grid(args.profile) if (args.datasets is None or r[0] in args.datasets)
             and (args.runs is None or f"{r[0]}:{r[1]}" in args.runs)]
     rows, start = [], time.perf_counter()
     for dataset in dict.fromkeys(r[0] for r in runs):
+        base = baseline_config(dataset, args.profile)
+        if args.cached_only and not cached(base):
+            print(f"{dataset}: NAT model not trained yet, dataset skipped", flush=True)
+            continue
         for eps in sorted({o["eps"] for d, _, o in runs if d == dataset}):
             t = time.perf_counter()
             _, rec = nat_reference(dataset, args.profile, eps, progress=False)
@@ -114,9 +125,7 @@ def main() -> None:
                 continue
             t = time.perf_counter()
             defense = AdversarialTraining(method, **options)
-            config = defense.resolve(dataset, args.profile)
-            folder = runs_root() / dataset / f"{config['name']}-{config_hash(config)}"
-            if args.cached_only and not (folder / "record.json").exists():
+            if args.cached_only and not cached(defense.resolve(dataset, args.profile)):
                 print(f"{dataset} {method} {options}: not trained yet, skipped", flush=True)
                 continue
             _, rec = defense.train(dataset, args.profile, progress=False)
@@ -134,7 +143,9 @@ def main() -> None:
         f"({time.perf_counter() - start:.0f} s for this collection pass; trained models cached in "
         "runs/). Machine: 2-core CPU, shared with other agents at the time, torch threads = "
         f"{args.threads}; wall times are indicative only.\n\n## Acceptance checks (issue 4)\n\n"
-        + "\n".join(acceptance(df)) + "\n\n## All runs (test split; `pgd_*`: white-box PGD-20 at "
+        + "\n".join(acceptance(df)) + "\n\n"
+        + (Path(args.notes).read_text() + "\n" if args.notes else "")
+        + "## All runs (test split; `pgd_*`: white-box PGD-20 at "
         "the training ε)\n\n"
         + df.drop(columns=["val_robust_by_epoch", "eval_attack"]).to_markdown(index=False) + "\n")
 

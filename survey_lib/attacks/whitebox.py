@@ -63,15 +63,17 @@ class PGD(Attack):
 
     def _iterate(self, model, x, y, x_adv):
         """``self.steps`` projected ascent steps from ``x_adv``; returns (x_adv, fooled-early mask)."""
-        rows = torch.arange(len(x), device=x.device)  # examples still being attacked
+        index = torch.arange(len(x), device=x.device)
+        rows = slice(None)  # examples still being attacked (a view of all of them until one falls)
         fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
             g, logits = self.grad_and_logits(model, x_adv[rows], y[rows])
             if self.early_stop:
                 hit = self.success(logits, y[rows])
                 if hit.any():
-                    fooled[rows[hit]] = True
-                    rows, g = rows[~hit], g[~hit]
+                    active = index[rows]
+                    fooled[active[hit]] = True
+                    rows, g = active[~hit], g[~hit]
                     if len(rows) == 0:
                         break
             x_adv[rows] = self.project(x_adv[rows] + self.step_size * self._step(g), x[rows])

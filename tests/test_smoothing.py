@@ -58,6 +58,7 @@ def test_certified_accuracy_curve(data_env):
     preds, radii = smoothed.certify(test.x, n0=20, n=200, alpha=0.001)
     clean = S.smoothed_metrics(preds, test.y, 2)
     assert clean["acc"] > 0.6 and 0 <= clean["abstain"] < 0.5 and len(clean["shares"]) == 2
+    assert clean["collapsed"] == (max(clean["shares"]) >= 0.95)
     curve = S.certified_accuracy(preds, radii, test.y, np.linspace(0, 1, 11), 2)
     assert curve[0]["radius"] == 0 and curve[0]["certified_acc"] == pytest.approx(clean["acc"])
     accs = [row["certified_acc"] for row in curve]

@@ -18,7 +18,7 @@ from scipy.stats import beta, binomtest, norm
 from torch import nn
 
 from ..errors import ConfigError
-from ..metrics import balanced_accuracy, prediction_shares
+from ..metrics import COLLAPSE_SHARE, balanced_accuracy, prediction_shares
 from ..train import predict
 from .distillation import defense_recipe
 
@@ -97,12 +97,13 @@ def certified_accuracy(preds: torch.Tensor, radii: torch.Tensor, y: torch.Tensor
 
 
 def smoothed_metrics(preds: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
-    """acc, bacc (abstentions count as wrong), per-class prediction shares and the abstention rate
-    of predictions that may be ``ABSTAIN``."""
+    """acc, bacc (abstentions count as wrong), per-class shares of the answered predictions, the
+    collapse flag (≥ 95% of them in one class) and the abstention rate."""
     y, p = y.view(-1).numpy(), preds.numpy()
     answered = p != ABSTAIN
+    shares = prediction_shares(p[answered], num_classes)
     return {"acc": float((p == y).mean()), "bacc": balanced_accuracy(y, p, num_classes),
-            "shares": prediction_shares(p[answered], num_classes),
+            "shares": shares, "collapsed": bool(max(shares) >= COLLAPSE_SHARE),
             "abstain": float(1 - answered.mean()), "n": int(len(y))}
 
 

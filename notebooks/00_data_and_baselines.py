@@ -93,7 +93,7 @@ table.drop(columns=["command", "device"]).round(3)
 # report Dice and IoU instead.
 
 # %%
-plot_baselines(records);
+fig = plot_baselines(records)
 
 # %% [markdown]
 # *Left:* our test AUC, ACC and balanced ACC beside the paper's AUC and ACC. *Right:* the

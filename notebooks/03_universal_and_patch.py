@@ -81,7 +81,8 @@ fig.tight_layout()
 
 # %%
 rows = [{**robust_metrics(model, test), "attack": "clean", "budget": "—"}]
-rows += [{**robust_metrics(model, test, a), "attack": "UAP", "budget": f"ε = {e}/255"} for e, a in uaps.items()]
+rows += [{**robust_metrics(model, test, a), "attack": "UAP", "budget": f"ε = {e}/255"}
+         for e, a in uaps.items()]
 rows += [{**robust_metrics(model, test, a), "attack": "patch", "budget": f"{area:.0%} of area"}
          for area, a in patches.items()]
 rows.append({**robust_metrics(model, test, make_attack("pgd", eps=8, steps=10)), "attack": "PGD-10 per image",

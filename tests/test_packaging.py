@@ -50,3 +50,14 @@ def test_top_level_layout():
         assert (ROOT / name).exists(), name
     ignored = (ROOT / ".gitignore").read_text()
     assert "data/*" in ignored and "runs/" in ignored
+
+
+def test_lint_clean():
+    """ruff (pyproject's rules) passes on the package, tests, benchmarks and notebooks."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "survey_lib", "tests",
+                           "benchmarks", "notebooks"], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -65,7 +65,7 @@ PAPER_STEP = {1: 0.5, 2: 0.5, 4: 1.0, 8: 2.0}  # the survey's PGD step (/255) fo
 # evaluation. The cpu budget fits the 2-core CPU: PGD-5 inner attack (step 2.5ε/5), few epochs.
 BUDGETS = {
     "smoke": {"epochs": 1, "steps": 2, "select_steps": 2, "select_subset": 64, "eval_steps": 5},
-    "cpu": {"epochs": {"breastmnist": 12, "ph2": 1, "default": 4}, "steps": 5,
+    "cpu": {"epochs": {"breastmnist": 12, "ph2": 10, "default": 4}, "steps": 5,
             "select_steps": 10, "select_subset": 256, "eval_steps": 20},
     "paper": {"epochs": None, "steps": 10, "select_steps": 10, "select_subset": None,
               "eval_steps": 20},

@@ -29,7 +29,7 @@ def _datasets(args) -> None:
 
 
 def _train(args) -> None:
-    from .report import baseline_table, plot_baselines, provenance, save_table
+    from .report import baseline_table, plot_baselines, provenance, save_figures, save_table
     from .train import train_baseline
 
     records = []
@@ -41,12 +41,10 @@ def _train(args) -> None:
     print(table.drop(columns=["command"]).to_string(index=False))
     if args.out:
         out = Path(args.out)
-        paths = save_table(table, out / f"baselines_{records[0]['config']['profile']}",
+        stem = f"baselines_{records[0]['config']['profile']}"
+        paths = save_table(table, out / stem,
                            note=provenance("python -m survey_lib " + " ".join(args.argv)))
-        fig = plot_baselines(records)
-        for ext in ("png", "pdf"):
-            paths.append(out / f"baselines_{records[0]['config']['profile']}.{ext}")
-            fig.savefig(paths[-1], dpi=120)
+        paths += save_figures({stem: plot_baselines(records)}, out)
         print("wrote " + ", ".join(map(str, paths)))
 
 

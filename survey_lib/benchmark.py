@@ -11,6 +11,7 @@ per-class prediction shares and the collapse flag. Executors: ``local`` (this pr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -119,6 +120,14 @@ def train_model(dataset: str, defense: str, eps: float, profile, progress: bool 
     return make_defense(defense, eps=eps).train(dataset, profile, progress=progress)
 
 
+@functools.lru_cache(maxsize=4)
+def _test_split(dataset: str, size: int):
+    """The test split, read once per process (every cell of a dataset evaluates on it)."""
+    from .train import load_dataset
+
+    return load_dataset(dataset, size)["test"]
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -131,11 +140,11 @@ def git_commit() -> str:
 def run_cell(cell: Cell, spec: GridSpec, profile, root: Path) -> dict:
     """Compute one row and write it atomically; returns it."""
     from .evaluate import robust_metrics
-    from .train import load_dataset, select_device
+    from .train import select_device
 
     start = time.perf_counter()
     model, record = train_model(cell.dataset, cell.defense, cell.eps, profile)
-    test = load_dataset(cell.dataset, spec.size)["test"]
+    test = _test_split(cell.dataset, spec.size)
     slow = cell.attack in ("autoattack", "square")
     test = test.subset(spec.slow_subset if slow else spec.eval_subset, spec.seed)
     clean = robust_metrics(model, test)

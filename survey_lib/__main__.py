@@ -62,7 +62,7 @@ def _evaluate(args) -> None:
 def _benchmark(args) -> None:
     import dataclasses
 
-    from .benchmark import GRIDS, estimate_seconds, load_rows, plan, run_grid
+    from .benchmark import GRIDS, estimate_seconds, load_rows, plan, read_run_log, run_grid
     from .config import get_profile
     from .report import plot_benchmark, provenance, save_benchmark_tables, save_figures
 
@@ -70,7 +70,8 @@ def _benchmark(args) -> None:
     spec = GRIDS[profile.name]
     overrides = {k: tuple(v) for k, v in (("datasets", args.datasets), ("defenses", args.defenses),
                                           ("attacks", args.attacks), ("eps", args.eps)) if v}
-    spec = dataclasses.replace(spec, **overrides)
+    extra = {d: {k: v for k, v in o.items() if k not in overrides} for d, o in spec.extra.items()}
+    spec = dataclasses.replace(spec, **overrides, extra=extra)  # a flag wins over per-dataset values
     results = Path(args.results or f"results/benchmark_{profile.name}")
     cells = plan(spec)
     if args.dry_run:
@@ -94,6 +95,11 @@ def _benchmark(args) -> None:
         print(f"no result rows in {results} yet")
         return
     note = provenance("python -m survey_lib " + " ".join(args.argv))
+    runs = read_run_log(results)
+    if runs:
+        note += (f" Grid wall time: {sum(r['wall_seconds'] for r in runs) / 60:.1f} min over "
+                 f"{len(runs)} invocation(s) of the runner ({runs[-1]['device']}, "
+                 f"{runs[-1]['torch_threads']} torch threads), see run_log.jsonl.")
     paths = save_benchmark_tables(rows, results / "tables", note)
     paths += save_figures(plot_benchmark(rows), results / "figures")
     print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")

@@ -30,7 +30,10 @@ ATTACKS = ("clean", "fgsm", "pgd", "cw_pgd", "autoattack", "square")
 @dataclass(frozen=True)
 class GridSpec:
     """What to run. ``attack_steps`` sets PGD/CW/APGD steps, ``square_queries`` Square's budget;
-    ``eval_subset``/``slow_subset`` cap the test images for fast / slow (AutoAttack, Square) cells."""
+    ``eval_subset``/``slow_subset`` cap the test images for fast / slow (AutoAttack, Square) cells.
+    ``early_stop``: PGD and CW stop spending steps on an example once it is fooled (the fooling
+    point is kept, so robust accuracy can only be lower than without it, never higher).
+    ``extra``: per-dataset overrides of ``defenses`` and ``eps``."""
 
     datasets: tuple[str, ...]
     defenses: tuple[str, ...] = DEFENSES
@@ -42,24 +45,30 @@ class GridSpec:
     slow_subset: int | None = None
     size: int = 28
     seed: int = 0
-    extra: dict = field(default_factory=dict)  # per-dataset overrides: {"retinamnist": {"defenses": [...]}}
+    early_stop: bool = True
+    extra: dict = field(default_factory=dict)  # {"retinamnist": {"defenses": (...), "eps": (...)}}
 
     def validate(self) -> None:
         from .data import task_info
 
         for name in self.datasets:
             task_info(name, self.size)  # raises a ConfigError naming the valid datasets
-        for kind, names, valid in (("defense", self.defenses, DEFENSES),
+        defenses = [d for name in self.datasets for d in self.defenses_for(name)]
+        for kind, names, valid in (("defense", defenses, DEFENSES),
                                    ("attack", self.attacks, ATTACKS)):
             bad = [n for n in names if n not in valid]
             if bad:
                 raise ConfigError(f"Unknown {kind} {bad[0]!r} in the grid spec. Valid {kind}s: "
                                   f"{', '.join(valid)}.")
-        if any(not 0 < e <= 255 for e in self.eps):
-            raise ConfigError(f"Grid ε values are in /255 units and must lie in (0, 255]: {self.eps}.")
+        eps = [e for name in self.datasets for e in self.eps_for(name)]
+        if any(not 0 < e <= 255 for e in eps):
+            raise ConfigError(f"Grid ε values are in /255 units and must lie in (0, 255]: {eps}.")
 
     def defenses_for(self, dataset: str) -> tuple[str, ...]:
         return tuple(self.extra.get(dataset, {}).get("defenses", self.defenses))
+
+    def eps_for(self, dataset: str) -> tuple[float, ...]:
+        return tuple(self.extra.get(dataset, {}).get("eps", self.eps))
 
 
 GRIDS = {
@@ -90,7 +99,7 @@ def plan(spec: GridSpec) -> list[Cell]:
     """Every cell of the grid, models grouped so each is trained (or loaded) once."""
     spec.validate()
     return [Cell(d, defense, e, a) for d in spec.datasets for defense in spec.defenses_for(d)
-            for e in spec.eps for a in spec.attacks]
+            for e in spec.eps_for(d) for a in spec.attacks]
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -107,7 +116,7 @@ def make_grid_attack(name: str, eps: float, spec: GridSpec):
     if name == "autoattack":
         return make_attack("autoattack", eps=eps, steps=spec.attack_steps,
                            square_queries=spec.square_queries)
-    return make_attack(name, eps=eps, steps=spec.attack_steps)
+    return make_attack(name, eps=eps, steps=spec.attack_steps, early_stop=spec.early_stop)
 
 
 def train_model(dataset: str, defense: str, eps: float, profile, progress: bool = False):
@@ -234,21 +243,53 @@ def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "lo
              slurm: dict | None = None) -> list[dict]:
     """Run every unfinished cell; returns all rows. ``slurm``: submitit parameters (e.g.
     ``{"slurm_partition": "gpu", "gpus_per_node": 1}``); ``stop_after`` (tests) stops after n cells."""
+    import torch
     from tqdm.auto import tqdm
 
+    from .train import select_device
+
+    if executor not in ("local", "slurm", "submitit-local"):
+        raise ConfigError(f"Unknown executor {executor!r}. Valid executors: local, slurm.")
     root = Path(root)
     cells = plan(spec)
     todo = [c for c in cells if read_row(c.path(root)) is None]
+    started, start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), time.perf_counter()
     if executor == "local":
         for i, cell in enumerate(tqdm(todo, desc="benchmark cells", disable=not progress)):
             if stop_after is not None and i >= stop_after:
                 break
             run_cell(cell, spec, profile, root)
-    elif executor in ("slurm", "submitit-local"):
-        submit(todo, spec, profile, root, "slurm" if executor == "slurm" else "local", slurm)
     else:
-        raise ConfigError(f"Unknown executor {executor!r}. Valid executors: local, slurm.")
-    return [r for c in cells if (r := read_row(c.path(root))) is not None]
+        submit(todo, spec, profile, root, "slurm" if executor == "slurm" else "local", slurm)
+    rows = [r for c in cells if (r := read_row(c.path(root))) is not None]
+    if todo:
+        log_run(root, {"started": started, "wall_seconds": round(time.perf_counter() - start, 1),
+                       "cells_computed": len(todo) - (len(cells) - len(rows)),
+                       "cells_total": len(cells), "executor": executor,
+                       "device": str(select_device()), "torch_threads": torch.get_num_threads(),
+                       "git_commit": git_commit()})
+    return rows
+
+
+def log_run(root: Path, entry: dict) -> None:
+    """Append one invocation of the runner (its wall time, cells computed) to ``run_log.jsonl``:
+    the grid's total wall time is the sum over the invocations that built it."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "run_log.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def read_run_log(root: Path) -> list[dict]:
+    path = Path(root) / "run_log.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a kill: that invocation's time is unknown
+    return out
 
 
 def _train_job(key: tuple[str, str, float], profile) -> str:

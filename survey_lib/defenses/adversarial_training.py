@@ -323,10 +323,6 @@ def train_adversarial(dataset: str, method: str = "pgd_at", profile=None, force:
     return AdversarialTraining(method, **kwargs).train(dataset, profile, force, progress)
 
 
-
-
-
-
 def nat_reference(dataset: str, profile=None, eps: float = 8, progress: bool = True):
     """The undefended (NAT) model of ``train_baseline`` evaluated like the defended ones: clean
     and PGD test metrics at ``eps`` (cached as a run named ``nat-eval``). Returns (model, record)."""
@@ -362,10 +358,7 @@ def grid(profile=None) -> list[tuple[str, str, dict]]:
                                         "eps_schedule": warmup(8, epochs, epochs // 2)})]
     if p.name == "smoke":
         return [r for r in runs if r[1] != "trades" or r[2]["eps"] == 2]
-    # cpu: MART and HAT (the costliest) get 2 epochs, the time the shared 2-core CPU allowed
-    short = {"epochs": 2} if p.name == "cpu" else {}
-    runs += [("pneumoniamnist", m, {"eps": 8, **(short if m in ("mart", "hat") else {})})
-             for m in METHODS]
+    runs += [("pneumoniamnist", m, {"eps": 8}) for m in METHODS]
     return runs + [("adrenalmnist3d", "pgd_at", {"eps": 8}), ("ph2", "pgd_at", {"eps": 8})]
 
 

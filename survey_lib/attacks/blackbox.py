@@ -56,19 +56,24 @@ class Square(Attack):
             s = max(min(round((self._p(i) * h * w) ** 0.5), h - 1), 1)
             top = torch.randint(0, h - s + 1, (len(rows),), generator=gen).to(x.device)
             left = torch.randint(0, w - s + 1, (len(rows),), generator=gen).to(x.device)
-            hh = torch.arange(h, device=x.device).view(1, -1) - top.view(-1, 1)
-            ww = torch.arange(w, device=x.device).view(1, -1) - left.view(-1, 1)
-            win = ((hh >= 0) & (hh < s)).view(-1, h, 1) & ((ww >= 0) & (ww < s)).view(-1, 1, w)
-            win = win.view(len(rows), 1, *[1] * len(lead), h, w)
-            shape = (len(rows), c, *[1] * len(lead), 1, 1)
-            signs = (torch.randint(0, 2, shape, generator=gen) * 2 - 1).float()
-            xr = x[rows]
-            delta = torch.where(win, self.eps * signs.to(x.device), x_best[rows] - xr)
-            x_new = (xr + delta).clamp(0, 1)
+            signs = (torch.randint(0, 2, (len(rows), c), generator=gen) * 2 - 1).float()
+            x_new = self.candidate(x[rows], x_best[rows], top, left, s, signs.to(x.device))
             m_new = self._margin(model, x_new, y[rows])
             better = m_new < margin[rows]
             x_best[rows[better]], margin[rows[better]] = x_new[better], m_new[better]
         return x_best
+
+    def candidate(self, x, x_best, top, left, s, signs):
+        """One proposal: inside each image's s×s window with corner (top, left) (the last two
+        dimensions), channel c is set to x + signs[:, c]·ε; elsewhere the current perturbation
+        x_best − x is kept; clamped to [0, 1]."""
+        n, h, w = len(x), x.shape[-2], x.shape[-1]
+        hh = torch.arange(h, device=x.device).view(1, -1) - top.view(-1, 1)
+        ww = torch.arange(w, device=x.device).view(1, -1) - left.view(-1, 1)
+        win = ((hh >= 0) & (hh < s)).view(n, h, 1) & ((ww >= 0) & (ww < s)).view(n, 1, w)
+        win = win.view(n, *[1] * (x.ndim - 3), h, w)
+        step = self.eps * signs.view(n, -1, *[1] * (x.ndim - 2))
+        return (x + torch.where(win, step, x_best - x)).clamp(0, 1)
 
 
 class SimBA(Attack):

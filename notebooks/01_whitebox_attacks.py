@@ -25,7 +25,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
+import torch.nn.functional as F
 
+from survey_lib import exercises
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.evaluate import robust_metrics, sweep
@@ -157,3 +159,81 @@ g = sns.relplot(long, x="eps", y="value", hue="attack", style="metric", col="mod
 g.set_axis_labels("ε (/255)", "robust accuracy / bACC")
 g.figure.suptitle("White-box accuracy vs ε", y=1.04)
 curves[["model", "attack", "eps", "acc", "bacc", "auc", "shares"]].round(3)
+
+# %% [markdown]
+# ## 6 · Exercises: write FGSM, PGD and the L2 projection yourself
+# The package's attacks are short; re-deriving them is the best way to read them. Each cell below
+# is one exercise (in the student copy, `notebooks/exercises/`, its body is a stub); the cell after
+# it compares your function with `survey_lib`'s on fixed inputs and prints ✓ or ✗. Grade all of
+# them with `python -m survey_lib exercises grade <notebook>`.
+#
+# **01.fgsm** — the Fast Gradient Sign Method: one step of size ε along the sign of the input
+# gradient of the loss.
+
+
+# %% tags=["solution"]
+def fgsm(model, x, y, eps):
+    """Task 01.fgsm: FGSM (Goodfellow et al., ICLR 2015).
+
+    Return x + ε·sign(∇x CE(model(x), y)) clipped to [0, 1], without gradient history.
+    ε is in /255 units (eps=8 means 8/255); the model is already in eval mode.
+    """
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+    return (x + eps / 255 * grad.sign()).clamp(0, 1).detach()
+
+
+# %%
+exercises.check("01.fgsm", fgsm)
+
+# %% [markdown]
+# **01.pgd** — PGD with a random start: iterate small signed steps, projecting back onto the
+# ε-ball (and [0, 1]) after each. The random start is passed in as `noise` so that your result can
+# be compared exactly with the package's (same noise, same path).
+
+
+# %% tags=["solution"]
+def pgd(model, x, y, eps, steps, step_size, noise):
+    """Task 01.pgd: PGD L∞ with random start (Madry et al., ICLR 2018).
+
+    Start at x + ε·noise (noise uniform in [-1, 1], shaped like x) projected onto the ε-ball and
+    [0, 1]; then `steps` times: step of size step_size along sign(∇x CE), project (clip δ to
+    [-ε, ε], the image to [0, 1]). ε and step_size in /255 units. Return the images, detached.
+    """
+    eps, step_size = eps / 255, step_size / 255
+
+    def project(x_adv):
+        return (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+
+    x_adv = project(x + eps * noise)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
+        x_adv = project(x_adv.detach() + step_size * grad.sign())
+    return x_adv.detach()
+
+
+# %%
+exercises.check("01.pgd", pgd)
+
+# %% [markdown]
+# **01.l2_projection** — the L2 threat model (PGD-L2, CW-L2, DeepFool) bounds the Euclidean norm
+# of each image's perturbation: a perturbation that is too long is shortened, not clipped pixel by
+# pixel.
+
+
+# %% tags=["solution"]
+def project_l2(x_adv, x, eps):
+    """Task 01.l2_projection: projection onto the L2 ball of radius eps (pixels) around each image.
+
+    Scale each δ = x_adv − x by min(1, eps / ‖δ‖₂) (norm over all pixels of the image; guard a zero
+    norm with 1e-12), then clip x + δ to [0, 1].
+    """
+    delta = x_adv - x
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    scale = (eps / norms).clamp(max=1.0).view(-1, *[1] * (x.ndim - 1))
+    return (x + delta * scale).clamp(0, 1)
+
+
+# %%
+exercises.check("01.l2_projection", project_l2)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from survey_lib import exercises
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.evaluate import robust_metrics, sweep
@@ -86,3 +87,30 @@ sns.lineplot(both, x="eps", y="acc", hue="model", marker="o", ax=ax)
 ax.set(title="PGD-10: transferred from a surrogate vs white-box", xlabel="ε (/255)",
        ylabel="robust accuracy")
 fig.tight_layout()
+
+# %% [markdown]
+# ## 4 · Exercise: Square Attack's proposal
+# Square keeps its current best perturbation and, at each iteration, proposes to overwrite one
+# random square window with ±ε (one sign per channel); the proposal is kept when the margin of the
+# true class drops. **02.square_update**: write that proposal. The cell after it compares yours with
+# `survey_lib`'s on fixed windows and signs (✓ or ✗); `python -m survey_lib exercises grade
+# <notebook>` grades it.
+
+
+# %% tags=["solution"]
+def square_candidate(x, x_best, top, left, size, signs, eps):
+    """Task 02.square_update: one Square Attack proposal (Andriushchenko et al., ECCV 2020).
+
+    In image i, the size×size window with top-left corner (top[i], left[i]) gets the perturbation
+    signs[i, c]·ε in channel c; elsewhere the current perturbation x_best − x is kept. Return x plus
+    the perturbation, clipped to [0, 1]. ε in /255 units; signs (N, C) holds ±1.
+    """
+    delta = x_best - x
+    for i in range(len(x)):
+        t, u = int(top[i]), int(left[i])
+        delta[i, :, t:t + size, u:u + size] = eps / 255 * signs[i].view(-1, 1, 1)
+    return (x + delta).clamp(0, 1)
+
+
+# %%
+exercises.check("02.square_update", square_candidate)

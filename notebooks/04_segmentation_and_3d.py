@@ -26,6 +26,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from survey_lib import exercises
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.evaluate import robust_metrics, sweep
@@ -123,3 +124,52 @@ for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
 fig.suptitle("AdrenalMNIST3D: one volume before and after PGD (axial slices)")
 fig.tight_layout()
+
+# %% [markdown]
+# ## 5 · Exercises: the soft Dice loss and a Dice-loss attack
+# **04.dice_loss**: the differentiable Dice loss the segmentation attack of section 2 ascends.
+# **04.dice_pgd**: that attack itself — PGD L∞ as in notebook 01, with the Dice loss in place of the
+# cross-entropy (the random start is passed in as `noise`, so your result can be compared exactly
+# with `seg_pgd_dice`). Each check cell prints ✓ or ✗; `python -m survey_lib exercises grade
+# <notebook>` grades both.
+
+
+# %% tags=["solution"]
+def soft_dice_loss(logits, masks):
+    """Task 04.dice_loss: soft Dice loss of the lesion map (Milletari et al. 2016).
+
+    p = softmax(logits)[:, 1] (logits (N, 2, H, W)), masks (N, H, W) in {0, 1}; per image
+    Dice = (2·Σ p·m + 1) / (Σ p + Σ m + 1); return 1 − the mean Dice over the batch.
+    """
+    p, m = logits.softmax(1)[:, 1], masks.float()
+    dice = (2 * (p * m).sum((1, 2)) + 1) / (p.sum((1, 2)) + m.sum((1, 2)) + 1)
+    return 1 - dice.mean()
+
+
+# %%
+exercises.check("04.dice_loss", soft_dice_loss)
+
+
+# %% tags=["solution"]
+def dice_pgd(model, x, masks, eps, steps, step_size, noise):
+    """Task 04.dice_pgd: PGD L∞ ascending the soft Dice loss of a segmentation model.
+
+    As task 01.pgd: start at x + ε·noise projected onto the ε-ball and [0, 1], then `steps` signed
+    steps of size step_size on the soft Dice loss (your soft_dice_loss), each followed by the
+    projection. ε and step_size in /255 units. Return the images, detached.
+    """
+    eps, step_size = eps / 255, step_size / 255
+
+    def project(x_adv):
+        return (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+
+    x_adv = project(x + eps * noise)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(soft_dice_loss(model(x_adv), masks), x_adv)
+        x_adv = project(x_adv.detach() + step_size * grad.sign())
+    return x_adv.detach()
+
+
+# %%
+exercises.check("04.dice_pgd", dice_pgd)

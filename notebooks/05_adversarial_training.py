@@ -38,8 +38,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
 
+from survey_lib import exercises
 from survey_lib.attacks import PGD
 from survey_lib.config import get_profile
 from survey_lib.defenses import make_defense
@@ -248,3 +251,48 @@ else:
 # %%
 committed = Path("../benchmarks/defenses_at_cpu.md")
 display(Markdown(committed.read_text() if committed.exists() else "_not committed yet_"))
+
+# %% [markdown]
+# ## 8 · Exercises: the TRADES and MART outer losses
+# The inner attack is PGD (notebook 01); what distinguishes the methods is the outer loss the model
+# is trained on. Write the two regularised ones from their logits on clean images x and on the
+# adversarial images x′ — **05.trades_loss** and **05.mart_loss**. Each check compares yours with
+# `survey_lib`'s `AdversarialLoss` on fixed logits (✓ or ✗); `python -m survey_lib exercises grade
+# <notebook>` grades both.
+
+
+# %% tags=["solution"]
+def trades_loss(logits, logits_adv, y, beta):
+    """Task 05.trades_loss: the TRADES outer loss (Zhang et al., ICML 2019).
+
+    CE(logits, y) + β · batch-mean KL(p ‖ p′), with p = softmax(logits) on clean images and
+    p′ = softmax(logits_adv) on adversarial ones. Return a scalar tensor.
+    """
+    p = logits.softmax(1)
+    kl = (p * (logits.log_softmax(1) - logits_adv.log_softmax(1))).sum(1).mean()
+    return F.cross_entropy(logits, y) + beta * kl
+
+
+# %%
+exercises.check("05.trades_loss", trades_loss)
+
+
+# %% tags=["solution"]
+def mart_loss(logits, logits_adv, y, beta):
+    """Task 05.mart_loss: the MART outer loss (Wang et al., ICLR 2020).
+
+    Boosted CE on x′: CE(logits_adv, y) − mean log(1.0001 − p′_k + 1e-12), k the most probable
+    wrong class under p′ = softmax(logits_adv); plus β · mean over the batch of
+    KL(p ‖ p′) (with log(p′ + 1e-12)) · (1.0000001 − p_y), p = softmax(logits). Return a scalar.
+    """
+    p, p_adv = logits.softmax(1), logits_adv.softmax(1)
+    wrong = p_adv.scatter(1, y[:, None], -1.0).argmax(1)  # the most probable wrong class
+    p_wrong = p_adv.gather(1, wrong[:, None]).squeeze(1)
+    boosted = F.cross_entropy(logits_adv, y) - torch.log(1.0001 - p_wrong + 1e-12).mean()
+    kl = (p * (torch.log(p + 1e-12) - torch.log(p_adv + 1e-12))).sum(1)
+    weight = 1.0000001 - p.gather(1, y[:, None]).squeeze(1)
+    return boosted + beta * (kl * weight).mean()
+
+
+# %%
+exercises.check("05.mart_loss", mart_loss)

@@ -39,6 +39,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
+from survey_lib import exercises
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.defenses import make_defense
@@ -143,3 +144,26 @@ display(Markdown(f"Largest overstatement by the naive evaluation: "
 bench = Path("../benchmarks/defenses_other_cpu.csv")  # papermill runs in notebooks/
 committed = pd.read_csv(bench) if bench.exists() else None
 committed[committed.section == "purification"] if committed is not None else "not run yet"
+
+# %% [markdown]
+# ## 4 · Exercise: BPDA
+# The adaptive evaluation above needs a gradient through JPEG and bit-depth reduction, which have
+# none worth using. **06.bpda**: write the Backward Pass Differentiable Approximation the package
+# uses — forward through the purifier, backward as if it were the identity. The check compares the
+# logits and the input gradient with `survey_lib`'s purifier wrappers (✓ or ✗);
+# `python -m survey_lib exercises grade <notebook>` grades it.
+
+
+# %% tags=["solution"]
+def bpda(model, purify, x):
+    """Task 06.bpda: BPDA with the identity (Athalye, Carlini & Wagner, ICML 2018).
+
+    Return model(purify(x)) such that the gradient with respect to x passes through purify as if
+    it were the identity. purify may return a tensor without gradient history (JPEG, rounding).
+    """
+    x_pure = purify(x.detach())
+    return model(x + (x_pure - x).detach())  # value x_pure, gradient of x
+
+
+# %%
+exercises.check("06.bpda", bpda)

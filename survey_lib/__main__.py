@@ -105,6 +105,20 @@ def _benchmark(args) -> None:
     print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
 
 
+def _exercises(args) -> int:
+    from . import exercises
+
+    if args.action == "grade":
+        return exercises.grade(args.file)
+    if args.check:
+        stale = exercises.stale(args.out)
+        print("stale exercise copies, run `python -m survey_lib exercises build`: " + ", ".join(stale)
+              if stale else "the exercise copies are up to date")
+        return 1 if stale else 0
+    print("wrote " + ", ".join(map(str, exercises.build(args.out))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m survey_lib",
@@ -164,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "autoattack square)")
     p.add_argument("--eps", nargs="+", type=float, help="override the ε values (/255)")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("exercises", help="course-assignment copies of the notebooks: build the "
+                       "student copies (notebooks/exercises/) or grade one")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    b = actions.add_parser("build", help="write the student copies, solutions replaced by stubs")
+    b.add_argument("--out", help="output folder (default: notebooks/exercises)")
+    b.add_argument("--check", action="store_true", help="write nothing; exit 1 if the copies in "
+                   "the output folder are not up to date")
+    g = actions.add_parser("grade", help="run the checks of a notebook's tasks on a student's copy: "
+                           "per-task report and score (exit 0 at full marks, 1 otherwise, 2 if "
+                           "FILE is not an exercise notebook)")
+    g.add_argument("file", help="the student's notebook (.ipynb, or a jupytext .py)")
+    p.set_defaults(func=_exercises)
     return parser
 
 
@@ -172,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        args.func(args)
+        code = args.func(args)
     except SurveyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -253,12 +253,38 @@ committed = Path("../benchmarks/defenses_at_cpu.md")
 display(Markdown(committed.read_text() if committed.exists() else "_not committed yet_"))
 
 # %% [markdown]
-# ## 8 · Exercises: the TRADES and MART outer losses
-# The inner attack is PGD (notebook 01); what distinguishes the methods is the outer loss the model
-# is trained on. Write the two regularised ones from their logits on clean images x and on the
-# adversarial images x′ — **05.trades_loss** and **05.mart_loss**. Each check compares yours with
-# `survey_lib`'s `AdversarialLoss` on fixed logits (✓ or ✗); `python -m survey_lib exercises grade
-# <notebook>` grades both.
+# ## 8 · Exercises: a PGD-AT step, the TRADES and MART outer losses
+# **05.pgd_at_step**: one step of the training loop of PGD-AT — attack the batch, then update the
+# model on the attacked images. The check runs two steps and compares the weights and BatchNorm
+# statistics with those `survey_lib`'s PGD-AT loss and the same optimizer produce.
+
+
+# %% tags=["solution"]
+def pgd_at_step(model, optimizer, x, y, attack):
+    """Task 05.pgd_at_step: one step of PGD adversarial training (Madry et al., ICLR 2018).
+
+    Craft x′ = attack(model, x, y) (the attack runs the model in eval mode and restores its mode);
+    then, in train mode, clear the old gradients, back-propagate CE(model(x′), y) and take one
+    optimizer step. Return the loss as a float.
+    """
+    x_adv = attack(model, x, y)
+    model.train()
+    loss = F.cross_entropy(model(x_adv), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+# %%
+exercises.check("05.pgd_at_step", pgd_at_step)
+
+# %% [markdown]
+# The inner attack is the same for all methods; what distinguishes them is the outer loss. Write
+# the two regularised ones from the logits on clean images x and on the adversarial images x′ —
+# **05.trades_loss** and **05.mart_loss**. Each check compares yours with `survey_lib`'s
+# `AdversarialLoss` on fixed logits (✓ or ✗); `python -m survey_lib exercises grade <notebook>`
+# grades all three exercises.
 
 
 # %% tags=["solution"]

@@ -2,7 +2,8 @@
 
 In the paired notebooks a code cell tagged ``solution`` holds one short function that re-derives
 what the package does (FGSM, PGD, the L2 projection, Square's proposal, the soft Dice loss and a
-Dice-loss attack, the TRADES and MART losses, BPDA); the cell after it calls :func:`check`.
+Dice-loss attack, a PGD-AT step, the TRADES and MART losses, BPDA); the cell after it calls
+:func:`check`.
 
 - ``python -m survey_lib exercises build`` writes student copies under ``notebooks/exercises/``:
   each solution body is replaced by ``raise NotImplementedError`` naming the task (signature and
@@ -11,8 +12,9 @@ Dice-loss attack, the TRADES and MART losses, BPDA); the cell after it calls :fu
   prints a per-task report (PASS, FAIL, NOT IMPLEMENTED, MISSING, ERROR) and the score.
 
 Each check (:data:`TASKS`) compares the student's function with the package's implementation on
-fixed inputs (a tiny seeded model, seeded tensors): exact to 1e-6 for attacks and projections,
-1e-5 for losses (a sum computed in another order differs in the last float32 digits).
+fixed inputs (a tiny seeded model, seeded tensors): exact to 1e-6 for attacks, projections and
+weights after training steps, 1e-5 for loss values (a sum computed in another order differs in the
+last float32 digits).
 """
 
 from __future__ import annotations
@@ -257,6 +259,55 @@ def _check_outer(method, label):
     return check
 
 
+class _FixedSeed:
+    """Wraps a PGD for :class:`AdversarialLoss`, which reseeds its attack from the global RNG on
+    every batch: the seed it sets is ignored, so the student and the package see the same x′."""
+
+    def __init__(self, attack):
+        self.attack, self.eps, self.step_size, self.seed = attack, attack.eps, attack.step_size, 0
+
+    def __call__(self, model, x, y):
+        return self.attack(model, x, y)
+
+
+def _check_pgd_at_step(pgd_at_step):
+    import copy
+
+    from .attacks import PGD
+    from .defenses.adversarial_training import AdversarialLoss
+
+    model = _classifier(classes=3).train()
+    reference = copy.deepcopy(model)
+    attack = _FixedSeed(PGD(eps=8, steps=3, seed=5))
+    loss_fn = AdversarialLoss("pgd_at", attack, "multi-class")
+    batches = [_batch(classes=3, seed=s) for s in (7, 8)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.5, momentum=0.9) for m in (model, reference)]
+    for m in (model, reference):  # stale gradients: the step must clear them
+        for p in m.parameters():
+            p.grad = torch.ones_like(p)
+    for x, y in batches:  # what fit does with the package's PGD-AT loss
+        with torch.random.fork_rng():
+            loss = loss_fn(reference, x, y)
+        optimizers[1].zero_grad()
+        loss.backward()
+        optimizers[1].step()
+        out = pgd_at_step(model, optimizers[0], x.clone(), y.clone(), attack)
+    if model.training is not True:
+        return False, "the model must be left in train mode after the step"
+    ref_loss = loss.item()
+    if not isinstance(out, (float, int)) or not abs(out - ref_loss) <= 1e-5:
+        return False, f"returned loss {out!r}, expected the float {ref_loss:.6f} (tolerance 1e-5)"
+    ref_state = reference.state_dict()
+    worst = max((model.state_dict()[k].double() - v.double()).abs().max().item()
+                for k, v in ref_state.items() if v.is_floating_point())
+    if not worst <= 1e-6:
+        return False, (f"the weights and BatchNorm statistics after 2 steps differ from survey_lib's "
+                       f"PGD-AT (max |Δ| = {worst:.3g}, tolerance 1e-6): train on the attacked images, "
+                       "in train mode, after clearing the old gradients")
+    return True, (f"weights and BatchNorm statistics after 2 PGD-AT steps match survey_lib's "
+                  f"AdversarialLoss('pgd_at') + SGD (max |Δ| = {worst:.1e}, tolerance 1e-6)")
+
+
 def _check_bpda(bpda):
     from .defenses.purification import BitDepthReduction, JPEGCompression
 
@@ -328,6 +379,13 @@ TASKS: dict[str, Task] = {t.id: t for t in (
          "the ball and [0, 1]), with the soft Dice loss instead of the cross-entropy. ε and "
          "step_size are in /255 units.",
          _check_dice_pgd),
+    Task("05.pgd_at_step", "05_adversarial_training", "pgd_at_step", "one PGD-AT step",
+         "Write pgd_at_step(model, optimizer, x, y, attack): one step of PGD adversarial training "
+         "(Madry et al., ICLR 2018). Craft x′ = attack(model, x, y) (the attack runs the model in "
+         "eval mode and restores its mode); then, with the model in train mode, clear the old "
+         "gradients, back-propagate the cross-entropy of model(x′) and take one optimizer step. "
+         "Return the loss as a float.",
+         _check_pgd_at_step),
     Task("05.trades_loss", "05_adversarial_training", "trades_loss", "the TRADES loss",
          "Write trades_loss(logits, logits_adv, y, beta): the outer loss of TRADES (Zhang et al., "
          "ICML 2019): the cross-entropy of the clean logits plus β times the batch-mean KL "

@@ -532,8 +532,8 @@ def student_copy(notebook: str):
             task = task_at[i]
             out.append(nbformat.v4.new_code_cell(stub(cell.source, task),
                                                  metadata={"tags": tags + ["exercise"], "task": task.id}))
-        else:
-            out.append(nbformat.v4.new_code_cell(cell.source))
+        else:  # the copies live one folder below the notebooks: fix their relative paths
+            out.append(nbformat.v4.new_code_cell(cell.source.replace('Path("../', 'Path("../../')))
         if tags and i not in task_at:
             out[-1].metadata["tags"] = tags
         if i == 0:

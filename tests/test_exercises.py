@@ -183,6 +183,23 @@ def test_bad_input_functions_and_cells_that_raise(tmp_path):
     assert "NameError" in proj and "undefined_name" in proj
 
 
+def test_bad_input_a_function_that_exits(tmp_path):
+    path = _copy(tmp_path, "02_blackbox_attacks")
+    _edit(path, lambda nb: setattr(_task_cell(nb, "02.square_update"), "source",
+                                   "import sys\ndef square_candidate(*args):\n    sys.exit(3)\n"))
+    statuses, results = _statuses(path)
+    assert statuses == {"02.square_update": "ERROR"} and "SystemExit: 3" in results[0].message
+
+
+def test_bad_input_malformed_notebook_json(tmp_path):
+    for i, text in enumerate(['[1, 2]', '{"cells": 3, "metadata": {}, "nbformat": 4}',
+                              '{"cells": [{"cell_type": "code"}], "nbformat": 4, "nbformat_minor": 5}']):
+        path = tmp_path / f"bad{i}.ipynb"
+        path.write_text(text)
+        results, message = grade_notebook(path)
+        assert results is None and "not a readable notebook" in message
+
+
 def test_a_hanging_function_times_out(tmp_path):
     path = _copy(tmp_path, "06_purification")
     _edit(path, lambda nb: setattr(_task_cell(nb, "06.bpda"), "source",

@@ -141,7 +141,9 @@ def _test_split(dataset: str, size: int):
     return load_dataset(dataset, size)["test"]
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The commit of the code this process runs (read once, at its first row)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=False, cwd=Path(__file__).parent)
@@ -184,6 +186,26 @@ def run_cell(cell: Cell, spec: GridSpec, profile, root: Path) -> dict:
     tmp.write_text(json.dumps(row, indent=1))
     os.replace(tmp, path)
     return row
+
+
+def gallery(spec: GridSpec, profile, n: int = 4, defenses=("nat", "pgd_at")) -> list[dict]:
+    """Examples for the gallery figure: the first ``n`` test images of each dataset (seeded subset)
+    under white-box PGD at the dataset's largest grid ε, against the NAT and PGD-AT models."""
+    import torch
+
+    out = []
+    for dataset in spec.datasets:
+        eps = max(spec.eps_for(dataset))
+        test = _test_split(dataset, spec.size).subset(n, spec.seed)
+        for defense in [d for d in defenses if d in spec.defenses_for(dataset)]:
+            model, _ = train_model(dataset, defense, eps, profile)
+            x_adv = make_grid_attack("pgd", eps, spec)(model, test.x, test.y)
+            with torch.no_grad():
+                pred, pred_adv = model(test.x).argmax(1), model(x_adv).argmax(1)
+            out.append({"dataset": dataset, "defense": defense, "eps": eps, "x": test.x,
+                        "x_adv": x_adv, "y": test.y.view(-1), "pred": pred, "pred_adv": pred_adv,
+                        "classes": test.info.class_names})
+    return out
 
 
 # ----------------------------------------------------------------------------- rows on disk

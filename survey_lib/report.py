@@ -179,6 +179,32 @@ def plot_benchmark(rows: list[dict]):
     return figs
 
 
+def plot_gallery(examples: list[dict]):
+    """The adversarial example gallery (examples from :func:`survey_lib.benchmark.gallery`): one
+    row per dataset and model, each image clean then attacked, titled true / predicted class."""
+    import matplotlib.pyplot as plt
+
+    from .figures import _show
+
+    n = max(len(e["x"]) for e in examples)
+    fig, axes = plt.subplots(len(examples), 2 * n, figsize=(1.5 * 2 * n, 1.75 * len(examples)),
+                             squeeze=False)
+    for row, e in zip(axes, examples):
+        names = [c[:10] for c in e["classes"]]
+        for j in range(n):
+            for k, (img, pred) in enumerate(((e["x"], e["pred"]), (e["x_adv"], e["pred_adv"]))):
+                ok = int(pred[j]) == int(e["y"][j])
+                _show(row[2 * j + k], img[j], ("clean" if k == 0 else f"PGD {e['eps']:g}/255")
+                      + f"\n→ {names[int(pred[j])]}")
+                row[2 * j + k].title.set_color("black" if ok else "red")
+        row[0].text(-0.15, 0.5, f"{e['dataset'][:-5]}\n{e['defense']}", transform=row[0].transAxes,
+                    ha="right", va="center", fontsize=8)
+    fig.suptitle("Adversarial examples: prediction on the clean and the attacked image (red: wrong)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def save_figures(figs: dict, out: str | Path) -> list[Path]:
     """Save each figure as PNG and PDF under ``out``."""
     out = Path(out)

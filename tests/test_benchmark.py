@@ -102,3 +102,33 @@ def test_submitit_local_executor(full_run, tmp_path):
     assert (tmp_path / "_submitit").exists()
     with pytest.raises(ConfigError, match="Valid executors"):
         B.run_grid(spec, tmp_path, "smoke", executor="kubernetes")
+
+
+def test_run_log_records_each_invocation(full_run):
+    root, _ = full_run
+    log = B.read_run_log(root)
+    assert len(log) == 1 and log[0]["cells_computed"] == log[0]["cells_total"] == 16
+    assert log[0]["wall_seconds"] > 0 and log[0]["executor"] == "local"
+    (root / "run_log.jsonl").open("a").write('{"cut by a ki')  # a kill mid-line: skipped
+    assert len(B.read_run_log(root)) == 1
+
+
+def test_per_dataset_overrides():
+    spec = dataclasses.replace(SPEC, datasets=("breastmnist", "pneumoniamnist"), extra={
+        "pneumoniamnist": {"defenses": ("nat",), "eps": (8,)}})
+    cells = B.plan(spec)
+    assert {(c.defense, c.eps) for c in cells if c.dataset == "pneumoniamnist"} == {("nat", 8)}
+    assert {(c.defense, c.eps) for c in cells if c.dataset == "breastmnist"} == {
+        (d, e) for d in ("nat", "pgd_at") for e in (2, 8)}
+    with pytest.raises(ConfigError, match="Unknown defense 'adv'"):
+        B.plan(dataclasses.replace(spec, extra={"pneumoniamnist": {"defenses": ("adv",)}}))
+
+
+def test_gallery(full_run):
+    from survey_lib.report import plot_gallery
+
+    examples = B.gallery(SPEC, "smoke", n=3)
+    assert [(e["defense"], e["eps"]) for e in examples] == [("nat", 8), ("pgd_at", 8)]
+    for e in examples:
+        assert (e["x_adv"] - e["x"]).abs().max() <= 8 / 255 + 1e-6 and len(e["pred_adv"]) == 3
+    assert len(plot_gallery(examples).axes) == 2 * 2 * 3

@@ -1,0 +1,199 @@
+"""Interactive explorers for the notebooks (ipywidgets): pick a dataset, an image, a model (the
+undefended one or a defended one from the ``runs/`` cache), an attack, ε and steps; see the
+original, the adversarial image, the amplified difference and the class probabilities before and
+after (for segmentation: the true, clean and attacked masks).
+
+Without a widget front end (CI, papermill, the rendered site: ``$CI`` or ``$SURVEY_STATIC_WIDGETS``
+set, or no IPython kernel) :class:`Explorer` draws the same view once as a static figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .attacks import make_attack
+from .data import Split
+from .figures import _show
+from .train import build_for, load_dataset, runs_root
+
+CLASSIFICATION_ATTACKS = ("fgsm", "pgd", "cw_pgd", "mifgsm", "apgd_ce", "square")
+SEGMENTATION_ATTACKS = ("seg_pgd_ce", "seg_pgd_dice")
+
+
+def widget_frontend() -> bool:
+    """Whether widgets will be seen: a Jupyter kernel, not CI, not a static rendering."""
+    if os.environ.get("CI") or os.environ.get("SURVEY_STATIC_WIDGETS"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def cached_models(dataset: str, root: str | Path | None = None) -> dict[str, Path]:
+    """The trained classifiers / U-Nets cached for ``dataset``: ``{label: run folder}``, labelled
+    by defense and training ε (e.g. ``"pgd_at ε=8/255"``), NAT first."""
+    found = {}
+    for folder in sorted((Path(root) if root else runs_root()).glob(f"{dataset.lower()}/*")):
+        record = folder / "record.json"
+        if not (folder / "model.pt").exists() or not record.exists():
+            continue
+        config = json.loads(record.read_text())["config"]
+        defense = config.get("defense", "nat")
+        if defense not in ("nat", "pgd_at", "trades", "mart", "hat", "fast_at") or "eval" in folder.name:
+            continue  # detectors, purifiers, students and evaluation records are not plain models
+        label = "nat" if defense == "nat" else f"{defense} ε={config['eps']:g}/255"
+        if config.get("eps_schedule"):
+            label += " warm-up"
+        if defense != "nat" and config.get("balanced") is False:
+            label += " unbalanced"
+        found.setdefault(label, folder)
+    return dict(sorted(found.items(), key=lambda kv: (kv[0] != "nat", kv[0])))
+
+
+def load_cached(folder: str | Path, info) -> torch.nn.Module:
+    """The model saved in a run folder of :func:`survey_lib.train.cached_run`, in eval mode."""
+    config = json.loads((Path(folder) / "record.json").read_text())["config"]
+    model = build_for(config, info)
+    model.load_state_dict(torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, eps: float,
+                steps: int):
+    """Attack test image ``index`` and draw what changed; returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    x, y = split.x[index:index + 1], split.y[index:index + 1]
+    kw = {"eps": eps} if attack == "fgsm" else {"eps": eps, "steps": steps}
+    x_adv = make_attack(attack, **kw)(model, x, y)
+    with torch.no_grad():
+        logits, logits_adv = model(x).float(), model(x_adv).float()
+    diff = ((x_adv - x) * 255 / max(eps, 1e-6) / 2 + 0.5).clamp(0, 1)  # ±ε → [0, 1]
+    title = f"{attack}, ε = {eps:g}/255" + ("" if attack == "fgsm" else f", {steps} steps")
+    if split.info.task == "segmentation":
+        fig, axes = plt.subplots(1, 6, figsize=(13, 2.6))
+        for ax, img, t in zip(axes, (x, x_adv, diff), ("clean", "adversarial", "δ (amplified)")):
+            _show(ax, img[0], t)
+        for ax, mask, t in zip(axes[3:], (y[0], logits.argmax(1)[0], logits_adv.argmax(1)[0]),
+                               ("true mask", "prediction, clean", "prediction, attacked")):
+            ax.imshow(mask.numpy(), cmap="magma", vmin=0, vmax=1)
+            ax.set_title(t, fontsize=8)
+            ax.axis("off")
+    else:
+        names = [n[:14] for n in split.info.class_names]
+        fig, axes = plt.subplots(1, 4, figsize=(12, 2.8), width_ratios=[1, 1, 1, 1.6])
+        p, p_adv = torch.softmax(logits, 1)[0], torch.softmax(logits_adv, 1)[0]
+        for ax, img, t in zip(axes, (x, x_adv, diff),
+                              (f"clean: {names[p.argmax()]}", f"attacked: {names[p_adv.argmax()]}",
+                               "δ (amplified)")):
+            _show(ax, img[0], t)
+        ticks = torch.arange(len(names)).float()
+        axes[3].barh(ticks - 0.2, p.numpy(), height=0.4, label="clean")
+        axes[3].barh(ticks + 0.2, p_adv.numpy(), height=0.4, label="attacked")
+        axes[3].set(yticks=ticks.tolist(), xlim=(0, 1), xlabel="probability",
+                    title=f"true class: {names[int(y.view(-1)[0])]}")
+        axes[3].set_yticklabels(names, fontsize=7)
+        axes[3].legend(fontsize=7)
+    fig.suptitle(f"{split.info.flag} test image {index} · {title}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class Explorer:
+    """An attack explorer over ``datasets`` and their cached models (or the given ``models``
+    ``{label: model}`` and test ``split``). Shown in a notebook (last expression of a cell) it is
+    the widget with a front end, else the static figure of the initial choice (``interactive``
+    None: decided by :func:`widget_frontend`). ``controls`` maps names to the widgets; ``figure``
+    is the last view drawn."""
+
+    def __init__(self, datasets=("breastmnist", "pneumoniamnist"), models: dict | None = None,
+                 split: Split | None = None, attack: str | None = None, eps: float = 4,
+                 steps: int = 10, index: int = 0, interactive: bool | None = None):
+        self.datasets, self.models, self.split = list(datasets), models, split
+        self._tests: dict[str, Split] = {}
+        name = self.datasets[0]
+        attack = attack or self.attacks_for(name)[-1 if self.segmentation(name) else 1]
+        choices = self.model_choices(name)
+        if not choices:
+            raise FileNotFoundError(
+                f"No trained model for {name} under {runs_root()}: run notebook 00 (or `python -m "
+                f"survey_lib train --dataset {name}`) first, or pass models={{label: model}}.")
+        self.figure, self.widget, self.controls = None, None, {}
+        if not (widget_frontend() if interactive is None else interactive):
+            self.draw(name, next(iter(choices)), index, attack, eps, steps)
+            return
+        import ipywidgets as w
+
+        c = self.controls = {
+            "dataset": w.Dropdown(options=self.datasets, value=name, description="dataset"),
+            "model": w.Dropdown(options=list(choices), description="model"),
+            "attack": w.Dropdown(options=self.attacks_for(name), value=attack, description="attack"),
+            "index": w.IntSlider(index, 0, len(self.test_split(name)) - 1, description="image"),
+            "eps": w.FloatSlider(value=eps, min=0.5, max=32, step=0.5, description="ε (/255)"),
+            "steps": w.IntSlider(steps, 1, 100, description="steps")}
+        self.out = w.Output()
+        c["dataset"].observe(self._on_dataset, "value")
+        for key in ("model", "attack", "index", "eps", "steps"):
+            c[key].observe(self.redraw, "value")
+        self.widget = w.VBox([w.HBox([c["dataset"], c["model"], c["attack"]]),
+                              w.HBox([c["index"], c["eps"], c["steps"]]), self.out])
+        self.redraw()
+
+    def test_split(self, name: str) -> Split:
+        if self.split is not None:
+            return self.split
+        if name not in self._tests:
+            self._tests[name] = load_dataset(name)["test"]
+        return self._tests[name]
+
+    def segmentation(self, name: str) -> bool:
+        return self.test_split(name).info.task == "segmentation"
+
+    def attacks_for(self, name: str) -> tuple[str, ...]:
+        return SEGMENTATION_ATTACKS if self.segmentation(name) else CLASSIFICATION_ATTACKS
+
+    def model_choices(self, name: str) -> dict:
+        return dict(self.models) if self.models is not None else cached_models(name)
+
+    def draw(self, name, label, index, attack, eps, steps):
+        import matplotlib.pyplot as plt
+
+        chosen = self.model_choices(name)[label]
+        model = chosen if isinstance(chosen, torch.nn.Module) else load_cached(
+            chosen, self.test_split(name).info)
+        self.figure = attack_view(model, self.test_split(name), index, attack, eps, steps)
+        plt.close(self.figure)  # shown by display(), not again by the inline backend
+        return self.figure
+
+    def redraw(self, *_):
+        from IPython.display import display
+
+        c = self.controls
+        self.out.clear_output(wait=True)
+        with self.out:
+            if c["model"].value is None:
+                print(f"No trained model for {c['dataset'].value} under {runs_root()}.")
+                return
+            display(self.draw(*(c[k].value for k in ("dataset", "model", "index", "attack",
+                                                      "eps", "steps"))))
+
+    def _on_dataset(self, change):
+        c, name = self.controls, change["new"]
+        with c["model"].hold_trait_notifications(), c["attack"].hold_trait_notifications():
+            c["model"].options, c["attack"].options = list(self.model_choices(name)), \
+                self.attacks_for(name)
+            c["index"].max = len(self.test_split(name)) - 1
+        self.redraw()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget if self.widget is not None else self.figure)
+

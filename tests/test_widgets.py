@@ -1,0 +1,78 @@
+"""The attack explorer: widget controls re-run the attack; static figure without a front end."""
+
+import json
+
+import pytest
+import torch
+
+from survey_lib.models import build_model
+from survey_lib.train import load_dataset
+from survey_lib.widgets import Explorer, cached_models, load_cached, widget_frontend
+
+
+@pytest.fixture(scope="module")
+def breast(real_root):
+    return load_dataset("breastmnist", root=real_root)["test"].subset(6, 0)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    torch.manual_seed(0)
+    return build_model("smallcnn", 1, 2, 8, 28).eval()
+
+
+def title(fig) -> str:
+    return fig._suptitle.get_text()
+
+
+def test_widget_controls_rerun_the_attack(breast, toy):
+    ex = Explorer(["breastmnist"], models={"toy": toy}, split=breast, interactive=True)
+    assert set(ex.controls) == {"dataset", "model", "attack", "index", "eps", "steps"}
+    assert "pgd, ε = 4/255, 10 steps" in title(ex.figure)
+    first = ex.figure
+    ex.controls["eps"].value = 8
+    ex.controls["index"].value = 3
+    assert ex.figure is not first
+    assert "test image 3 · pgd, ε = 8/255" in title(ex.figure)
+    ex.controls["attack"].value = "fgsm"
+    assert "fgsm, ε = 8/255" in title(ex.figure) and "steps" not in title(ex.figure)
+    # original, adversarial, amplified difference and the probability bars of both classes
+    assert len(ex.figure.axes) == 4
+    assert len(ex.figure.axes[3].patches) == 2 * 2
+
+
+def test_static_figure_without_front_end(breast, toy, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert not widget_frontend()
+    ex = Explorer(["breastmnist"], models={"toy": toy}, split=breast)
+    assert ex.widget is None and ex.controls == {}
+    assert "pgd, ε = 4/255" in title(ex.figure)
+
+
+def test_segmentation_shows_masks(real_root):
+    seg = load_dataset("ph2", root=real_root)["test"].subset(2, 0)
+    unet = build_model("unet", 3, 2, 8, 128).eval()
+    ex = Explorer(["ph2"], models={"u": unet}, split=seg, interactive=False, steps=2)
+    assert "seg_pgd_dice" in title(ex.figure)
+    assert [a.get_title() for a in ex.figure.axes[3:]] == [
+        "true mask", "prediction, clean", "prediction, attacked"]
+
+
+def test_cached_models_are_found_and_loaded(tmp_path, breast, toy):
+    folder = tmp_path / "breastmnist" / "pgd_at-smallcnn-abc"
+    folder.mkdir(parents=True)
+    config = {"model": "smallcnn", "width": 8, "size": 28, "seed": 0, "defense": "pgd_at", "eps": 2,
+              "balanced": True, "eps_schedule": None}
+    (folder / "record.json").write_text(json.dumps({"config": config}))
+    torch.save(toy.state_dict(), folder / "model.pt")
+    (tmp_path / "breastmnist" / "detector-x").mkdir()  # not a plain model: ignored
+    found = cached_models("breastmnist", tmp_path)
+    assert list(found) == ["pgd_at ε=2/255"]
+    model = load_cached(found["pgd_at ε=2/255"], breast.info)
+    assert torch.equal(model(breast.x), toy(breast.x))
+
+
+def test_no_model_is_a_clear_error(tmp_path, monkeypatch, data_env):
+    monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="No trained model for breastmnist"):
+        Explorer(["breastmnist"], interactive=False)

@@ -566,10 +566,10 @@ python -m survey_lib exercises grade notebooks/exercises/my_01.ipynb
 
 The grader runs each exercise cell (with the notebook's imports) and compares the function with
 `survey_lib`'s implementation on fixed inputs (a tiny seeded model, seeded tensors): to 1e-6 for
-attacks and projections, 1e-5 for losses. It prints PASS, FAIL (with the difference found),
-NOT IMPLEMENTED, MISSING (the cell was deleted) or ERROR (the exception and the line of your
-cell) per task, then `score k/n`; exit code 0 at full marks, 1 otherwise, 2 when the file is not an
-exercise notebook.
+attacks, projections and the weights after training steps, 1e-5 for loss values. It prints PASS,
+FAIL (with the difference found), NOT IMPLEMENTED, MISSING (the cell was deleted) or ERROR (the
+exception and the line of your cell) per task, then `score k/n`; exit code 0 at full marks, 1
+otherwise, 2 when the file is not an exercise notebook.
 
 | task | notebook | function | what |
 |---|---|---|---|

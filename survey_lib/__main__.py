@@ -105,6 +105,16 @@ def _benchmark(args) -> None:
     print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
 
 
+def _site(args) -> None:
+    import os
+
+    from .site import build_site
+
+    records = build_site(args.profile or os.environ.get("SURVEY_PROFILE") or "smoke", args.out,
+                         args.notebooks, args.results)
+    print(f"{len(records)} notebook(s) rendered; open {Path(args.out) / 'index.html'}")
+
+
 def _exercises(args) -> int:
     from . import exercises
 
@@ -178,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "autoattack square)")
     p.add_argument("--eps", nargs="+", type=float, help="override the ε values (/255)")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("site", help="execute the notebooks in a profile and write a browsable "
+                       "HTML site (index in taxonomy order, benchmark tables and figures)")
+    p.add_argument("--profile", help="compute profile (default: $SURVEY_PROFILE, else smoke)")
+    p.add_argument("--out", default="site", help="output folder (default: site)")
+    p.add_argument("--notebooks", nargs="+", metavar="NN", help="only these notebooks, by number "
+                   "(e.g. 00 09; default: all)")
+    p.add_argument("--results", help="folder whose Markdown tables and PNG figures the site "
+                   "shows (default: the repository's benchmarks/, the committed results)")
+    p.set_defaults(func=_site)
 
     p = sub.add_parser("exercises", help="course-assignment copies of the notebooks: build the "
                        "student copies (notebooks/exercises/) or grade one")

@@ -1,0 +1,193 @@
+"""Real-browser checks in headless Chromium (Debian's ``chromium`` package driven by Playwright;
+never a downloaded browser): notebook 00 runs top to bottom through the JupyterLab UI without an
+error, and every link of the rendered site resolves. Screenshots go to ``results/browser/``."""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "results" / "browser"
+NOTEBOOK = "00_data_and_baselines.ipynb"
+TIMEOUT_S = 300  # generous: the 2-core CI machine may be shared
+# JupyterLab user settings: start the notebook's kernel without asking, attach every cell to the
+# page (so the screenshot shows them all), no news pop-up.
+SETTINGS = {"notebook-extension/tracker": {"autoStartDefaultKernel": True, "windowingMode": "none"},
+            "apputils-extension/notification": {"fetchNews": "false"}}
+
+
+def _chromium() -> str:
+    """The system Chromium; skipped when it or Playwright is absent, a failure in CI."""
+    exe = shutil.which("chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        exe = None
+    if exe is None:
+        reason = "needs Debian's chromium (apt-get install chromium) and the playwright package"
+        if os.environ.get("CI"):
+            pytest.fail("CI " + reason + " (.ci/run installs them)")
+        pytest.skip(reason)
+    return exe
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    exe = _chromium()
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(data_env, tmp_path):
+    """A JupyterLab server on 127.0.0.1 (random free port, random token) serving a copy of
+    notebook 00 (``../benchmarks`` linked beside it, as in the repository), smoke profile; it and its
+    kernels are stopped at teardown, whatever the test's outcome."""
+    root = tmp_path / "lab"
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / "notebooks")
+    (root / "benchmarks").symlink_to(ROOT / "benchmarks")
+    for plugin, values in SETTINGS.items():
+        path = tmp_path / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "SURVEY_PROFILE": "smoke", "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    env.pop("MPLBACKEND", None)
+    log_path = tmp_path / "jupyterlab.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+             f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+             f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+             f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            assert server.poll() is None, "JupyterLab exited:\n" + log_path.read_text()
+            assert time.monotonic() < deadline, "JupyterLab never answered:\n" + log_path.read_text()
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        yield base, token, root / "notebooks" / NOTEBOOK
+    finally:
+        server.terminate()  # the server shuts its kernels down
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)  # the server's own process group: its kernels
+            server.wait()
+        print(f"JupyterLab log: {log_path}")
+
+
+def _wait_for_idle_kernel(base: str, token: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as r:
+            if any(s["kernel"]["execution_state"] == "idle" for s in json.load(r)):
+                return
+        time.sleep(0.5)
+    pytest.fail(f"the notebook's kernel was not idle after {TIMEOUT_S} s")
+
+
+ALL_RAN = """() => {
+  const status = document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status;
+  const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
+    .map(p => p.textContent.trim());
+  return status === 'idle' && prompts.some(p => /\\d/.test(p)) && !prompts.some(p => p.includes('*'));
+}"""
+
+
+def test_notebook_00_runs_in_jupyterlab(jupyterlab, browser):
+    base, token, saved = jupyterlab
+    n_code = sum(c["cell_type"] == "code" for c in json.loads(saved.read_text())["cells"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    page.goto(f"{base}/lab/tree/notebooks/{NOTEBOOK}?token={token}")
+    _wait_for_idle_kernel(base, token)  # JupyterLab starts it shortly after the page loads
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    shot = SHOTS / "notebook00.png"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.wait_for_function(ALL_RAN, polling=500)
+    finally:  # the screenshot shows the whole notebook, also when the test fails
+        height = page.evaluate("document.querySelector('.jp-WindowedPanel-outer').scrollHeight")
+        page.set_viewport_size({"width": 1400, "height": min(height + 150, 16000)})
+        page.evaluate("document.querySelector('.jp-WindowedPanel-outer').scrollTop = 0")
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+
+    # JupyterLab renders an error output as stderr text holding the traceback
+    stderr = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    errors = [t for t in stderr.all_inner_texts() if "Traceback" in t or re.search(r"^\w*Error\b", t, re.M)]
+    assert not errors, errors[0]
+    prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+    assert len(prompts) == n_code and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts), prompts
+    assert page.locator(".jp-OutputArea-output img").count() >= 1, "no figure was drawn"
+
+    # Save through the UI, then read what the kernel produced from the file itself.
+    before = saved.stat().st_mtime
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()
+    page.locator(".lm-Menu-item[data-command='docmanager:save']").click()
+    deadline = time.monotonic() + 60
+    while saved.stat().st_mtime == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    cells = [c for c in json.loads(saved.read_text())["cells"] if c["cell_type"] == "code"]
+    assert all(c["execution_count"] for c in cells)
+    assert not [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+
+
+def test_site_links_resolve(data_env, tmp_path, browser):
+    from survey_lib.site import build_site
+
+    build_site("smoke", tmp_path / "site", ["00"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto((tmp_path / "site" / "index.html").as_uri())
+    assert "00 · Data and undefended baselines" in page.inner_text("body")
+    hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+    assert any(h.endswith("notebooks/00_data_and_baselines.html") for h in hrefs), hrefs
+    assert any("/benchmarks/" in h and h.endswith(".png") for h in hrefs), hrefs
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "site_index.png"), full_page=True)
+    for href in hrefs:
+        url = urlparse(href)
+        assert url.scheme == "file", f"link leaves the site: {href}"
+        assert Path(unquote(url.path)).is_file(), f"broken link: {href}"
+        page.goto(href, wait_until="commit")  # raises on net::ERR_FILE_NOT_FOUND
+    page.goto((tmp_path / "site" / "index.html").as_uri(), wait_until="load")
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert widths and all(w > 0 for w in widths), widths

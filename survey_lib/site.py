@@ -123,7 +123,8 @@ def _label(path: Path, site: Path) -> str:
     return path.relative_to(site / "benchmarks").with_suffix("").as_posix()
 
 
-def _index(records: list[dict], tables, figures, site: Path, profile: str, results: Path) -> str:
+def _index(records: list[dict], exercises, tables, figures, site: Path, profile: str,
+           results: Path) -> str:
     by_number = {r["name"][:2]: r for r in records}
     known = {n for _, entries in TAXONOMY for n in entries}
     sections = [(name, [(n, d) for n, d in entries.items() if n in by_number])
@@ -146,6 +147,11 @@ def _index(records: list[dict], tables, figures, site: Path, profile: str, resul
                          f"{' — ' + html.escape(description) if description else ''} · {status} · "
                          f"<a href='notebooks/{r['name']}.ipynb'>executed .ipynb</a></li>")
         parts.append("</ul>")
+    if exercises:
+        parts.append("<h2>Exercises</h2><p>Student copies with tasks to fill in: download, open in "
+                     "Jupyter, grade with <code>python -m survey_lib exercises --help</code>.</p><ul>"
+                     + "".join(f"<li><a href='exercises/{e.name}'>{html.escape(e.stem)}</a></li>"
+                               for e in exercises) + "</ul>")
     shown = results.resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
     parts.append(f"<h2>Benchmark results</h2><p>Tables and figures from "
@@ -165,7 +171,7 @@ def _index(records: list[dict], tables, figures, site: Path, profile: str, resul
 def build_site(profile: str = "smoke", out: str | Path = "site", notebooks=None,
                results: str | Path | None = None, source: str | Path = NOTEBOOKS) -> list[dict]:
     """Execute the chosen notebooks (all by default) in ``profile`` and write the HTML site to
-    ``out`` (``index.html``, ``notebooks/``, ``benchmarks/``) with the tables and figures of
+    ``out`` (``index.html``, ``notebooks/``, ``exercises/``, ``benchmarks/``) with the tables and figures of
     ``results`` (default: the committed ``benchmarks/``); return one record per notebook.
     Raises :class:`SurveyError` after writing the site if any notebook failed."""
     from tqdm.auto import tqdm
@@ -186,8 +192,13 @@ def build_site(profile: str = "smoke", out: str | Path = "site", notebooks=None,
         records.append(render_notebook(path, site / "notebooks", profile))
     shutil.rmtree(site / "benchmarks", ignore_errors=True)
     tables, figures = copy_results(results, site / "benchmarks")
-    (site / "index.html").write_text(_index(records, tables, figures, site, profile, results),
-                                     encoding="utf-8")
+    exercises = sorted(Path(source).glob("exercises/*.ipynb"))
+    if exercises:
+        (site / "exercises").mkdir(exist_ok=True)
+        for e in exercises:
+            shutil.copyfile(e, site / "exercises" / e.name)
+    (site / "index.html").write_text(
+        _index(records, exercises, tables, figures, site, profile, results), encoding="utf-8")
     failed = [r for r in records if r["error"]]
     if failed:
         raise SurveyError(f"{len(failed)} of {len(records)} notebook(s) failed ("

@@ -128,7 +128,7 @@ ALL_RAN = """() => {
 }"""
 
 
-def test_notebook_00_runs_in_jupyterlab(jupyterlab, browser):
+def test_notebook_00_runs_in_jupyterlab(browser, jupyterlab):  # no server without a browser
     base, token, saved = jupyterlab
     n_code = sum(c["cell_type"] == "code" for c in json.loads(saved.read_text())["cells"])
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -170,7 +170,7 @@ def test_notebook_00_runs_in_jupyterlab(jupyterlab, browser):
     assert not [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
 
 
-def test_site_links_resolve(data_env, tmp_path, browser):
+def test_site_links_resolve(browser, data_env, tmp_path):
     from survey_lib.site import build_site
 
     build_site("smoke", tmp_path / "site", ["00"])

@@ -27,6 +27,9 @@ def test_cli_renders_notebook_00(data_env, tmp_path, capsys):
     index = out / "index.html"
     links = _hrefs(index)
     assert "notebooks/00_data_and_baselines.html" in links
+    exercises = sorted(p.name for p in (ROOT / "notebooks" / "exercises").glob("*.ipynb"))
+    assert [link for link in links if link.startswith("exercises/")] == \
+        [f"exercises/{name}" for name in exercises]
     assert all((out / link).is_file() for link in links), links
     page = (out / "notebooks" / "00_data_and_baselines.html").read_text()
     assert "00 · Data and undefended baselines" in page and "data:image/png" in page  # figures

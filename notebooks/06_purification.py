@@ -19,6 +19,7 @@
 # | bit depth | round each pixel to 4 bits (16 levels) | Xu et al., NDSS 2018 |
 # | median | 3×3 median filter | Xu et al., NDSS 2018 |
 # | DAE | a small denoising autoencoder trained on the dataset | Gu & Rigazio 2015; MagNet, Meng & Chen 2017 |
+# | random resize | shrink to 26–28 px, zero-pad at a random offset, new draw per call | Xie et al. 2018 |
 #
 # Each purifier is a **model wrapper** around the undefended (NAT) model: `purifier(x) =
 # model(purify(x))`. The lesson is about *evaluation* (Athalye, Carlini & Wagner, ICML 2018):
@@ -27,7 +28,9 @@
 #   fed to the purified model — this is how many purification papers were evaluated;
 # - **white-box + BPDA**: PGD on the purified model itself. JPEG and bit-depth reduction have no
 #   useful gradient, so their backward pass is the identity (Backward Pass Differentiable
-#   Approximation); the median filter and the DAE are differentiable and attacked end to end;
+#   Approximation); the median filter and the DAE are differentiable and attacked end to end; the
+#   random resize is random, so each PGD step averages the gradient over 10 draws (Expectation over
+#   Transformation, EOT; Athalye et al., ICML 2018) — a "one draw (no EOT)" row shows why;
 # - **adaptive**: per image, the worse of the two for the defense — an attacker who knows the defense
 #   tries every attack it has. Its accuracy can never exceed the naive one.
 
@@ -67,7 +70,8 @@ test = load_dataset(DATASET)["test"].subset(profile.eval_subset, profile.seed)
 purifiers = {"jpeg": make_defense("jpeg", model=model, quality=50),
              "bit_depth": make_defense("bit_depth", model=model, bits=4),
              "median": make_defense("median", model=model, kernel=3),
-             "dae": make_defense("dae", model=model, denoiser=denoiser)}
+             "dae": make_defense("dae", model=model, denoiser=denoiser),
+             "random_resize": make_defense("random_resize", model=model, ratio=0.9)}
 print(f"NAT test: acc {record['test']['acc']:.3f}, bACC {record['test']['bacc']:.3f}, "
       f"shares {record['test']['shares']}; DAE validation MSE {-dae_record['best_score']:.4f}")
 
@@ -78,7 +82,7 @@ print(f"NAT test: acc {record['test']['acc']:.3f}, bACC {record['test']['bacc']:
 
 # %%
 x = test.x[:1]
-fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
+fig, axes = plt.subplots(2, len(purifiers) + 1, figsize=(2 * len(purifiers) + 2, 4.4))
 views = {"original": x, **{name: p.purify(x).detach() for name, p in purifiers.items()}}
 for i, (name, image) in enumerate(views.items()):
     axes[0, i].imshow(image[0, 0], cmap="gray", vmin=0, vmax=1)
@@ -124,7 +128,9 @@ fig.tight_layout()
 # adaptive attack takes most or all of it away. JPEG and bit-depth reduction only looked robust
 # because the attacker did not see them (and, attacked directly without BPDA, because their
 # gradient is zero: gradient masking). The differentiable purifiers (median, DAE) are simply part of
-# the network for a white-box attacker. The purifiers also cost clean accuracy on 28-px medical
+# the network for a white-box attacker. A gradient from a single random draw of the random resize
+# is a noisier guide than the EOT average (compare its one-draw and EOT rows). The purifiers also
+# cost clean accuracy on 28-px medical
 # images (compare the black clean marks), since the fine texture they remove is the signal.
 
 # %%

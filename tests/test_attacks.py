@@ -24,9 +24,10 @@ SMOKE_KW = {
     "apgd_t": {"steps": 5, "n_targets": 2}, "autoattack": {"steps": 5, "square_queries": 10},
     "square": {"steps": 10}, "simba": {"steps": 10}, "transfer": {"steps": 3},
     "uap": {"steps": 1}, "patch": {"steps": 1}, "seg_pgd_ce": {"steps": 2}, "seg_pgd_dice": {"steps": 2},
+    "eot_pgd": {"steps": 2, "samples": 2},
 }
 # attacks that only ever move the loss up from the clean point (accuracy cannot rise)
-GRADIENT = {"fgsm", "pgd", "pgd_l2", "bim", "mifgsm", "cw_pgd", "cw_l2", "deepfool", "apgd_ce",
+GRADIENT = {"fgsm", "pgd", "eot_pgd", "pgd_l2", "bim", "mifgsm", "cw_pgd", "cw_l2", "deepfool", "apgd_ce",
             "apgd_dlr", "apgd_t", "autoattack", "square", "simba"}
 
 

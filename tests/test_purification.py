@@ -21,6 +21,7 @@ def _tiny():
     lambda m: P.JPEGCompression(m, quality=0), lambda m: P.JPEGCompression(m, quality=101),
     lambda m: P.BitDepthReduction(m, bits=0), lambda m: P.BitDepthReduction(m, bits=9),
     lambda m: P.MedianSmoothing(m, kernel=2), lambda m: P.make_purifier("blur", m),
+    lambda m: P.RandomResizePad(m, ratio=1.0), lambda m: P.eot(make_attack("square", eps=8)),
 ])
 def test_bad_settings_raise_config_error(make):
     with pytest.raises(ConfigError):
@@ -42,6 +43,10 @@ def test_purifiers_transform_as_documented():
     assert torch.allclose(squeezed * 3, (squeezed * 3).round(), atol=1e-6)
     jpeg = P.JPEGCompression(_tiny(), quality=90).purify(x)
     assert jpeg.shape == x.shape and 0 < (jpeg - x).abs().mean() < 0.2
+    torch.manual_seed(0)
+    resized = P.RandomResizePad(_tiny(), 0.9)
+    a, b = resized.purify(x), resized.purify(x)
+    assert a.shape == x.shape and not torch.equal(a, b)  # a fresh draw at every call
     salt = torch.full((1, 1, 9, 9), 0.5)
     salt[0, 0, 4, 4] = 1.0  # one impulse: the median filter removes it
     assert torch.allclose(P.MedianSmoothing(_tiny(), 3).purify(salt), torch.full_like(salt, 0.5))
@@ -67,15 +72,24 @@ def test_adaptive_never_above_naive(data_env):
     with torch.no_grad():  # the autoencoder removes part of the noise it was trained on
         assert (dae(noisy) - test.x).pow(2).mean() < 0.8 * (noisy - test.x).pow(2).mean()
     purifiers = {"jpeg": P.JPEGCompression(model, 50), "bit_depth": P.BitDepthReduction(model, 4),
-                 "median": P.MedianSmoothing(model, 3), "dae": P.DenoiserPurifier(model, dae)}
+                 "median": P.MedianSmoothing(model, 3), "dae": P.DenoiserPurifier(model, dae),
+                 "random_resize": P.RandomResizePad(model, 0.9)}
     rows = P.evaluate_purifiers(model, test, purifiers, make_attack("pgd", eps=8, steps=5))
     table = {(r["defense"], r["evaluation"]): r for r in rows}
     assert table[("none", "clean")]["acc"] > 0.7
     for name in purifiers:
         naive = table[(name, "naive (transfer)")]
         adaptive = table[(name, "adaptive (worst of both)")]
+        white = table[(name, "white-box + BPDA")]
         assert adaptive["acc"] <= naive["acc"] and adaptive["bacc"] <= naive["bacc"]
-        assert adaptive["acc"] <= table[(name, "white-box + BPDA")]["acc"]
+        assert adaptive["acc"] <= white["acc"]
         assert {"bacc", "shares", "collapsed"} <= set(adaptive)
+        # not by construction: the attack through the purifier alone (BPDA where it is not
+        # differentiable, EOT where it is random) breaks images the purifier classified correctly
+        assert white["acc"] < table[(name, "clean")]["acc"], name
+    # the randomized purifier: one-draw gradients overstate it, EOT does not
+    assert table[("random_resize", "white-box + BPDA")]["acc"] <= \
+        table[("random_resize", "white-box, one draw (no EOT)")]["acc"]
+    assert ("jpeg", "white-box, one draw (no EOT)") not in table
     # white-box through the purifier (BPDA where needed) beats the purifier on most defenses
     assert table[("median", "white-box + BPDA")]["acc"] < table[("median", "clean")]["acc"]

@@ -5,7 +5,7 @@
 >>> x_adv = pgd(model, x, y)
 
 - white-box gradient / optimisation (``whitebox.py``): fgsm, bim, pgd, pgd_l2, mifgsm, cw_pgd,
-  cw_l2, deepfool;
+  cw_l2, deepfool; eot_pgd (against randomized defenses);
 - AutoAttack-style evaluation (``autoattack.py``): apgd_ce, apgd_dlr, apgd_t, autoattack (cascade);
 - black-box (``blackbox.py``): square, simba (query-based), transfer (surrogate);
 - universal (``universal.py``): uap, patch;
@@ -20,10 +20,10 @@ from .base import Attack, attack_loss, frozen, margin_loss
 from .blackbox import SimBA, Square, Transfer
 from .segmentation import SegPGD, SegPGDDice
 from .universal import AdversarialPatch, UniversalPerturbation
-from .whitebox import BIM, CWL2, CWPGD, FGSM, MIFGSM, PGD, PGDL2, DeepFool
+from .whitebox import BIM, CWL2, CWPGD, EOTPGD, FGSM, MIFGSM, PGD, PGDL2, DeepFool
 
 ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (
-    FGSM, BIM, PGD, PGDL2, MIFGSM, CWPGD, CWL2, DeepFool,
+    FGSM, BIM, PGD, PGDL2, MIFGSM, CWPGD, CWL2, DeepFool, EOTPGD,
     APGD, APGDDLR, APGDT, AutoAttack,
     Square, SimBA, Transfer,
     UniversalPerturbation, AdversarialPatch,
@@ -41,6 +41,6 @@ def make_attack(name: str, **kwargs) -> Attack:
 
 
 __all__ = ["ATTACKS", "Attack", "attack_loss", "frozen", "margin_loss", "make_attack",
-           "FGSM", "BIM", "PGD", "PGDL2", "MIFGSM", "CWPGD", "CWL2", "DeepFool",
+           "FGSM", "BIM", "PGD", "PGDL2", "MIFGSM", "CWPGD", "CWL2", "DeepFool", "EOTPGD",
            "APGD", "APGDDLR", "APGDT", "AutoAttack", "Square", "SimBA", "Transfer",
            "UniversalPerturbation", "AdversarialPatch", "SegPGD", "SegPGDDice"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
 from .base import Attack, margin_loss
 
 
@@ -78,6 +79,28 @@ class PGD(Attack):
                         break
             x_adv[rows] = self.project(x_adv[rows] + self.step_size * self._step(g), x[rows])
         return x_adv, fooled
+
+
+class EOTPGD(PGD):
+    """PGD with Expectation over Transformation, the adaptive attack on randomized defenses
+    (Athalye, Engstrom, Ilyas & Kwok, ICML 2018; Athalye, Carlini & Wagner, ICML 2018): each step
+    ascends the input gradient averaged over ``samples`` forward/backward passes, every pass with a
+    fresh draw of the model's randomness (e.g. a random resize-and-pad purifier)."""
+
+    name = "eot_pgd"
+
+    def __init__(self, eps: float = 8, samples: int = 10, **kw):
+        super().__init__(eps, **kw)
+        if samples < 1:
+            raise ConfigError(f"{self.name}: samples must be ≥ 1 (got {samples}); 10–20 is usual.")
+        self.samples = samples
+
+    def grad_and_logits(self, model, x, y):
+        total = 0
+        for _ in range(self.samples):
+            g, logits = super().grad_and_logits(model, x, y)
+            total = total + g
+        return total / self.samples, logits
 
 
 class PGDL2(PGD):

@@ -8,20 +8,25 @@ image and classifies that. The four purifiers:
 - :class:`BitDepthReduction`: squeeze every pixel to ``bits`` bits (Xu et al., NDSS 2018);
 - :class:`MedianSmoothing`: a k×k median filter (Xu et al., NDSS 2018);
 - :class:`DenoiserPurifier` with a small :class:`DenoisingAutoencoder` trained on the dataset to
-  remove Gaussian noise (Gu & Rigazio 2015; MagNet, Meng & Chen, CCS 2017).
+  remove Gaussian noise (Gu & Rigazio 2015; MagNet, Meng & Chen, CCS 2017);
+- :class:`RandomResizePad`: a random shrink and a random placement, fresh at every call (Xie et
+  al., ICLR 2018), the randomized kind of pre-processing.
 
 Evaluating them honestly (Athalye, Carlini & Wagner, ICML 2018): JPEG and bit-depth reduction are
 not differentiable (their gradient is zero or undefined), which *masks* the gradient of a naive
 attack. Their backward pass here is the identity — Backward Pass Differentiable Approximation
 (BPDA) — so that any white-box attack on the wrapper is the adaptive attack; the median filter and
-the autoencoder are differentiable and are attacked end to end. :func:`evaluate_purifiers` puts the
-naive evaluation (the attack computed on the undefended model and transferred, as if the attacker
-ignored the purifier) beside the adaptive one.
+the autoencoder are differentiable and are attacked end to end. A randomized purifier is attacked
+with Expectation over Transformation (EOT: the gradient averaged over draws of the randomness,
+:class:`~survey_lib.attacks.EOTPGD`). :func:`evaluate_purifiers` puts the naive evaluation (the attack
+computed on the undefended model and transferred, as if the attacker ignored the purifier) beside
+the adaptive one.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import time
 from pathlib import Path
 
@@ -49,9 +54,11 @@ def require_2d_classification(info, defense: str) -> None:
 
 class Purifier(nn.Module):
     """Model wrapper that classifies ``purify(x)``. Non-differentiable purifiers
-    (``differentiable = False``) pass the gradient straight through (BPDA with the identity)."""
+    (``differentiable = False``) pass the gradient straight through (BPDA with the identity);
+    randomized ones (``randomized = True``) are attacked with EOT by :func:`evaluate_purifiers`."""
 
     differentiable = True
+    randomized = False
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -125,6 +132,30 @@ class MedianSmoothing(Purifier):
         return patches.reshape(*x.shape, k * k).median(dim=-1).values
 
 
+class RandomResizePad(Purifier):
+    """Shrink the batch to a random side in [⌈ratio·H⌉, H] (bilinear) and zero-pad it back to H×W at
+    a random offset, with a fresh draw at every call (Xie et al., ICLR 2018, who enlarge instead;
+    shrinking keeps the model's input size). Differentiable for a given draw, but random: a single
+    gradient is a poor guide, so the adaptive attack averages over draws (EOT)."""
+
+    randomized = True
+
+    def __init__(self, model: nn.Module, ratio: float = 0.9):
+        if not 0 < ratio < 1:
+            raise ConfigError(f"Resize ratio must lie in (0, 1), got {ratio!r}; 0.9 shrinks 28-px "
+                              "images to 26–28 px.")
+        super().__init__(model)
+        self.ratio = ratio
+
+    def purify(self, x):
+        h, w = x.shape[-2:]
+        side_h = int(torch.randint(math.ceil(self.ratio * h), h + 1, (1,)))
+        side_w = max(1, round(side_h * w / h))
+        small = F.interpolate(x, size=(side_h, side_w), mode="bilinear", align_corners=False)
+        top, left = (int(torch.randint(0, n + 1, (1,))) for n in (h - side_h, w - side_w))
+        return F.pad(small, (left, w - side_w - left, top, h - side_h - top))
+
+
 class DenoisingAutoencoder(nn.Module):
     """A small fully convolutional denoiser x → x̂ in [0, 1] (three 3×3 convolutions, full resolution)."""
 
@@ -189,7 +220,7 @@ def train_denoiser(dataset: str, profile, noise: float = 0.1, width: int = 32, s
 
 
 PURIFIERS = {"jpeg": JPEGCompression, "bit_depth": BitDepthReduction, "median": MedianSmoothing,
-             "dae": DenoiserPurifier}
+             "dae": DenoiserPurifier, "random_resize": RandomResizePad}
 
 
 def make_purifier(name: str, model: nn.Module, **kwargs) -> Purifier:
@@ -200,18 +231,31 @@ def make_purifier(name: str, model: nn.Module, **kwargs) -> Purifier:
     return PURIFIERS[name](model, **kwargs)
 
 
+def eot(attack, samples: int = 10):
+    """The EOT version of a PGD-type attack (same ε, steps, step size, restarts, loss, seed)."""
+    from ..attacks import EOTPGD, PGD
+
+    if not isinstance(attack, PGD):
+        raise ConfigError(f"EOT averages the gradient of a PGD-type attack; got {attack!r}. Use "
+                          "make_attack('pgd', ...) (or cw_pgd) to evaluate randomized purifiers.")
+    return EOTPGD(eps=attack.eps_units, steps=attack.steps, step_size=attack.step_size * 255,
+                  restarts=attack.restarts, loss=attack.loss, seed=attack.seed, samples=samples)
+
+
 def evaluate_purifiers(model: nn.Module, split: Split, purifiers: dict[str, Purifier],
-                       attack) -> list[dict]:
+                       attack, eot_samples: int = 10, seed: int = 0) -> list[dict]:
     """Clean, naive and adaptive metrics of every purifier on ``split``.
 
     - naive (transfer): ``attack`` is run on the undefended ``model`` and its adversarial images are
       fed to the purified model, as an attacker unaware of the pre-processing would do;
     - white-box + BPDA: ``attack`` is run on the purified model itself (identity backward through
-      the non-differentiable steps);
+      the non-differentiable steps; for a randomized purifier, its EOT version with
+      ``eot_samples`` draws per step, and a "white-box, one draw (no EOT)" row shows the difference);
     - adaptive: per example, the worse of the two for the defense (an attacker who knows the
       defense tries every attack it has; Carlini et al. 2019, "On evaluating adversarial
       robustness"), so its accuracy is never above the naive one.
-    The undefended model comes first. Every row has acc, bacc, auc, shares and collapsed.
+    The undefended model comes first. Every row has acc, bacc, auc, shares and collapsed. The
+    randomness of randomized purifiers is seeded with ``seed`` before every attack and evaluation.
     """
     require_2d_classification(split.info, "Input purification")
     start = time.perf_counter()
@@ -219,15 +263,25 @@ def evaluate_purifiers(model: nn.Module, split: Split, purifiers: dict[str, Puri
     naive_seconds = time.perf_counter() - start
     rows = []
     for name, wrapped in {"none": model, **purifiers}.items():
+        random = getattr(wrapped, "randomized", False)
+        evals = {"clean": (split.x, 0.0), "naive (transfer)": (x_naive, naive_seconds)}
+        if random:
+            torch.manual_seed(seed)
+            start = time.perf_counter()
+            evals["white-box, one draw (no EOT)"] = (attack_split(wrapped, split, attack),
+                                                     time.perf_counter() - start)
+        torch.manual_seed(seed)
         start = time.perf_counter()
-        x_white = x_naive if wrapped is model else attack_split(wrapped, split, attack)
+        x_white = x_naive if wrapped is model else attack_split(
+            wrapped, split, eot(attack, eot_samples) if random else attack)
         seconds = time.perf_counter() - start
+        torch.manual_seed(seed)
         fooled = predictions(predict(wrapped, x_white), split.info.task) != split.y.numpy()
         x_adaptive = torch.where(torch.from_numpy(fooled).view(-1, 1, 1, 1), x_white, x_naive)
-        evals = {"clean": (split.x, 0.0), "naive (transfer)": (x_naive, naive_seconds),
-                 "white-box + BPDA": (x_white, seconds),
-                 "adaptive (worst of both)": (x_adaptive, seconds + naive_seconds)}
+        evals.update({"white-box + BPDA": (x_white, seconds),
+                      "adaptive (worst of both)": (x_adaptive, seconds + naive_seconds)})
         for evaluation, (x, attack_seconds) in evals.items():
+            torch.manual_seed(seed)
             m = robust_metrics(wrapped, Split(x, split.y, split.info))
             rows.append({"defense": name, "evaluation": evaluation, "attack": repr(attack),
                          **{k: m[k] for k in ("acc", "bacc", "auc", "shares", "collapsed", "n")},

@@ -20,7 +20,6 @@
 # images — medical test sets are imbalanced (PneumoniaMNIST 62.5%, BreastMNIST 73.1% one class).
 
 # %%
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -32,6 +31,7 @@ from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.evaluate import robust_metrics, sweep
 from survey_lib.train import load_dataset, select_device, train_baseline
+from survey_lib.widgets import Explorer
 
 # %% tags=["parameters"]
 PROFILE = None  # "smoke" | "cpu" | "paper"; None: $SURVEY_PROFILE, else cpu
@@ -116,33 +116,15 @@ ax.set(title="Confidence in the true class, PneumoniaMNIST", xlabel="p(true clas
 fig.tight_layout()
 
 # %% [markdown]
-# ## 4 · Interactive: ε and steps on one image (white-box PGD)
-# Move the sliders to re-run PGD on the chosen test image. In CI the widget is built but not
-# shown interactively; the static figure below it is the same function at ε = 4/255, 10 steps.
-
-
-# %%
-def show_pgd(index=0, eps=4, steps=10):
-    xi, yi = test.x[index:index + 1], test.y[index:index + 1]
-    xa = make_attack("pgd", eps=eps, steps=steps)(model, xi, yi)
-    with torch.no_grad():
-        p0, p1 = (torch.softmax(model(v), 1)[0, yi[0]].item() for v in (xi, xa))
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
-    for ax, img, title in zip(axes, (xi, xa, (xa - xi) * 255 / max(eps, 1) / 2 + 0.5),
-                              (f"clean p(true)={p0:.2f}", f"PGD p(true)={p1:.2f}", "δ (rescaled)")):
-        ax.imshow(img[0, 0], cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(f"PGD, ε = {eps}/255, {steps} steps, test image {index}")
-    plt.show()
-
-
-widgets.interactive(show_pgd, index=widgets.IntSlider(0, 0, len(test) - 1),
-                    eps=widgets.IntSlider(4, 1, 32, description="ε (/255)"),
-                    steps=widgets.IntSlider(10, 1, 50))
+# ## 4 · Interactive: attack one image (white-box)
+# Pick a dataset, a test image, a model (the undefended one, or a defended one once notebook 05 has
+# trained it: every model in the `runs/` cache is listed), an attack, ε and steps: the explorer
+# re-runs the attack and shows the original, the adversarial image, the difference amplified to the
+# full grey range, and the class probabilities before and after. Without a widget front end (CI, the
+# rendered site) it draws the first choice as a static figure.
 
 # %%
-show_pgd(0, 4, 10)
+Explorer(DATASETS, eps=4, steps=10)
 
 # %% [markdown]
 # ## 5 · Accuracy versus ε (white-box FGSM and PGD)

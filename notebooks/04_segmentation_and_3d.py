@@ -31,6 +31,7 @@ from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.evaluate import robust_metrics, sweep
 from survey_lib.train import load_dataset, select_device, train_baseline
+from survey_lib.widgets import Explorer
 
 # %% tags=["parameters"]
 PROFILE = None  # "smoke" | "cpu" | "paper"; None: $SURVEY_PROFILE, else cpu
@@ -84,6 +85,14 @@ for i in range(len(x)):
         ax.axis("off")
 fig.suptitle("Lesion masks before and after a Dice-loss PGD attack")
 fig.tight_layout()
+
+# %% [markdown]
+# **Explore it yourself:** pick a test image, the loss the attack ascends (cross-entropy or Dice), ε
+# and steps; the explorer shows the image, the attacked image, the amplified difference, and the
+# true, clean and attacked masks (a static figure without a widget front end).
+
+# %%
+Explorer(["ph2"], attack="seg_pgd_dice", eps=8, steps=STEPS)
 
 # %% [markdown]
 # ## 3 · 3D volumes: the same gradient attacks, unchanged (white-box)

@@ -48,6 +48,7 @@ from survey_lib.config import get_profile
 from survey_lib.defenses import make_defense
 from survey_lib.defenses.adversarial_training import grid, nat_reference, summary
 from survey_lib.train import load_dataset, predict, select_device
+from survey_lib.widgets import Explorer
 
 # %% tags=["parameters"]
 PROFILE = None  # "smoke" | "cpu" | "paper"; None: $SURVEY_PROFILE, else cpu
@@ -244,6 +245,14 @@ else:
 # An undefended U-Net's mask dissolves under an imperceptible 8/255 perturbation; the adversarially
 # trained one keeps most of the lesion, at some cost in clean Dice.
 #
+# **Explore the defended models:** every model trained above is in the `runs/` cache; pick NAT or
+# a defended one, an image, an attack, ε and steps, and compare how far the class probabilities move
+# (a static figure without a widget front end).
+
+# %%
+Explorer(["breastmnist", "pneumoniamnist"], eps=8, steps=10)
+
+# %% [markdown]
 # ## 7 · The committed cpu-profile results
 # Measured with `benchmarks/defenses_at_cpu.py` (command, wall times and machine in the file), so a
 # `smoke` run of this notebook still shows the real numbers.

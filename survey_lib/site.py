@@ -68,8 +68,10 @@ def render_notebook(path: Path, out_dir: Path, profile: str) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / path.name
     error, start = None, time.perf_counter()
-    old = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures inline
+    # figures inline; explorers (survey_lib.widgets) drawn as static figures: a page has no widgets
+    settings = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "SURVEY_STATIC_WIDGETS": "1"}
+    old = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     try:
         papermill.execute_notebook(str(path), str(executed), parameters={"PROFILE": profile},
                                    cwd=str(path.parent), kernel_name="python3",
@@ -77,10 +79,11 @@ def render_notebook(path: Path, out_dir: Path, profile: str) -> dict:
     except Exception as exc:  # papermill's execution error, or a kernel that died
         error = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
     finally:
-        if old is None:
-            del os.environ["MPLBACKEND"]
-        else:
-            os.environ["MPLBACKEND"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     seconds = time.perf_counter() - start
     nb = nbformat.read(executed if executed.exists() else path, as_version=4)
     title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"

@@ -45,7 +45,7 @@ def cached_models(dataset: str, root: str | Path | None = None) -> dict[str, Pat
         if not (folder / "model.pt").exists() or not record.exists():
             continue
         config = json.loads(record.read_text())["config"]
-        defense = config.get("defense", "nat")
+        defense = config.get("name", "").split("-")[0]  # "nat-smallcnn", "pgd_at-smallcnn", ...
         if defense not in ("nat", "pgd_at", "trades", "mart", "hat", "fast_at") or "eval" in folder.name:
             continue  # detectors, purifiers, students and evaluation records are not plain models
         label = "nat" if defense == "nat" else f"{defense} ε={config['eps']:g}/255"
@@ -173,16 +173,16 @@ class Explorer:
         return self.figure
 
     def redraw(self, *_):
-        from IPython.display import display
-
+        # set the Output's content directly (no ``with out:`` capture and no clear_output(wait=True),
+        # which can stall headless notebook runners)
         c = self.controls
-        self.out.clear_output(wait=True)
-        with self.out:
-            if c["model"].value is None:
-                print(f"No trained model for {c['dataset'].value} under {runs_root()}.")
-                return
-            display(self.draw(*(c[k].value for k in ("dataset", "model", "index", "attack",
-                                                      "eps", "steps"))))
+        if c["model"].value is None:
+            text = f"No trained model for {c['dataset'].value} under {runs_root()}.\n"
+            self.out.outputs = ({"output_type": "stream", "name": "stdout", "text": text},)
+            return
+        figure = self.draw(*(c[k].value for k in ("dataset", "model", "index", "attack", "eps", "steps")))
+        self.out.outputs = ()
+        self.out.append_display_data(figure)
 
     def _on_dataset(self, change):
         c, name = self.controls, change["new"]

@@ -61,11 +61,14 @@ def test_segmentation_shows_masks(real_root):
 def test_cached_models_are_found_and_loaded(tmp_path, breast, toy):
     folder = tmp_path / "breastmnist" / "pgd_at-smallcnn-abc"
     folder.mkdir(parents=True)
-    config = {"model": "smallcnn", "width": 8, "size": 28, "seed": 0, "defense": "pgd_at", "eps": 2,
-              "balanced": True, "eps_schedule": None}
+    config = {"name": "pgd_at-smallcnn", "model": "smallcnn", "width": 8, "size": 28, "seed": 0,
+              "defense": "pgd_at", "eps": 2, "balanced": True, "eps_schedule": None}
     (folder / "record.json").write_text(json.dumps({"config": config}))
     torch.save(toy.state_dict(), folder / "model.pt")
-    (tmp_path / "breastmnist" / "detector-x").mkdir()  # not a plain model: ignored
+    dae = tmp_path / "breastmnist" / "dae-x"  # a purifier's autoencoder, not a classifier: ignored
+    dae.mkdir()
+    (dae / "record.json").write_text(json.dumps({"config": {"name": "dae", "noise": 0.1}}))
+    torch.save({}, dae / "model.pt")
     found = cached_models("breastmnist", tmp_path)
     assert list(found) == ["pgd_at ε=2/255"]
     model = load_cached(found["pgd_at ε=2/255"], breast.info)

@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eval-subset", type=int, default=512)
     parser.add_argument("--out", default=str(HERE / "attack_speed"))
+    parser.add_argument("--machine-note", default="say what else ran on the machine",
+                        help="what else ran on the CPU during the measurement")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, _ = train_baseline(args.dataset, args.profile, progress=False)
@@ -138,7 +140,7 @@ def main() -> None:
         print("survey_lib.defenses has no PGD-AT recipe: the adversarially trained row is left undone")
     es = pd.DataFrame(rows)
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-               "2-core CPU shared with other agents at the time")
+               f"2-core CPU ({args.machine_note})")
     table.insert(0, "machine", machine)
     es.insert(0, "machine", machine)
     table.to_csv(args.out + ".csv", index=False)

@@ -17,12 +17,13 @@ from torch import nn
 
 from .data import Split
 from .metrics import classification_metrics, dice_iou
-from .train import predict, select_device
+from .train import autocast, predict, select_device, to_device
 
 
 def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
                  progress: bool = False) -> torch.Tensor:
     """Adversarial versions of every image of ``split`` (batched, on the model's device), on the CPU.
+    On CUDA the attack runs in bf16 autocast on channels_last inputs (its losses are taken in fp32).
     Sets ``attack.total_queries`` (summed over batches) and, for the cascade, ``attack.total_stages``."""
     from tqdm.auto import tqdm
 
@@ -30,9 +31,10 @@ def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
     out, queries, stages = [], 0, {}
     for i in tqdm(range(0, len(split), batch_size), desc=getattr(attack, "name", "attack"),
                   disable=not progress, leave=False):
-        x = split.x[i:i + batch_size].to(device)
+        x = to_device(model, split.x[i:i + batch_size], device)
         y = split.y[i:i + batch_size].to(device)
-        out.append(attack(model, x, y).cpu())
+        with autocast(device):
+            out.append(attack(model, x, y).float().cpu())
         queries += getattr(attack, "queries", 0)
         for name, robust in getattr(attack, "stages", []):
             stages[name] = stages.get(name, 0) + robust

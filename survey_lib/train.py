@@ -177,13 +177,17 @@ def fit(model: nn.Module, train: Split, val: Split, *, epochs: int, batch_size: 
         schedule: str = "cosine", augment_data: bool = True, seed: int = 0,
         loss_fn: Callable | None = None, select_fn: Callable | None = None,
         sampler_weights: torch.Tensor | None = None, device: str | None = None,
-        checkpoint: Path | None = None, progress: bool = True) -> dict:
+        checkpoint: Path | None = None, progress: bool = True,
+        compile_backend: str | None = None) -> dict:
     """Train ``model`` in place and load the best-on-validation weights into it.
 
     ``loss_fn(model, x, y) -> loss`` replaces the task loss (adversarial training plugs in here);
     ``select_fn(model, val) -> score`` picks the checkpoint (higher is better);
     ``sampler_weights`` (one per training example) turns on weighted sampling with replacement;
     ``checkpoint`` is a ``last.pt`` path: saved after every epoch, resumed from when present.
+    ``compile_backend`` (default ``$SURVEY_COMPILE``): a ``torch.compile`` backend for the training
+    steps ("1" or "inductor": the default one, e.g. on a GPU; "eager": tracing only, for checks);
+    weights, checkpoints and validation are those of the uncompiled ``model``.
     Returns ``{"history": [...], "best_epoch": int, "best_score": float, "seconds": float}``.
     """
     seed_everything(seed)
@@ -191,6 +195,9 @@ def fit(model: nn.Module, train: Split, val: Split, *, epochs: int, batch_size: 
     to_device(model, train.x[:1], dev)
     criterion = task_loss(train.info.task)
     loss_fn = loss_fn or (lambda m, xb, yb: criterion(m(xb), yb))
+    backend = os.environ.get("SURVEY_COMPILE") if compile_backend is None else compile_backend
+    forward = torch.compile(model, backend="inductor" if backend in ("1", "inductor") else backend) \
+        if backend else model
     select_fn = select_fn or default_select
     steps = math.ceil(len(train) / batch_size)
     opt = make_optimizer(model, optimizer, lr, weight_decay)
@@ -223,7 +230,7 @@ def fit(model: nn.Module, train: Split, val: Split, *, epochs: int, batch_size: 
                 xb, yb_aug = augment(xb, yb if train.info.task == "segmentation" else None)
                 yb = yb_aug if yb_aug is not None else yb
             with autocast(dev):
-                loss = loss_fn(model, xb, yb)
+                loss = loss_fn(forward, xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

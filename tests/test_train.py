@@ -63,6 +63,17 @@ def test_training_learns_breastmnist(real_root):
     assert not model.training
 
 
+def test_optional_torch_compile_trains_the_same_model(real_root, monkeypatch):
+    train, val = _small(real_root)
+    plain, out = _fit(train, val, epochs=1)
+    monkeypatch.setenv("SURVEY_COMPILE", "eager")  # dynamo traces the training steps
+    compiled, out_c = _fit(train, val, epochs=1)
+    for (name, a), b in zip(plain.state_dict().items(), compiled.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    assert out_c["best_score"] == pytest.approx(out["best_score"], abs=1e-4)
+    assert not any(k.startswith("_orig_mod") for k in compiled.state_dict())
+
+
 def test_cached_run_reuses_the_model(data_env):
     model, record = T.train_baseline("breastmnist", "smoke", progress=False)
     calls = []

@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (they create .venv and install into it):
-#   make main   train + evaluate the baseline, write results/ (table + figure)
+#   make main   the survey's benchmark grid in the cpu profile: results/benchmark_cpu/ (tables + figures)
 #   make test   the whole test suite, notebooks included (what CI runs)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -14,12 +14,15 @@ export SURVEY_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: main test install lint clean
+.PHONY: main test site install lint clean
 main: $(VENV)/.installed
-	$(PY) -m survey_lib train --dataset breastmnist --profile $(or $(SURVEY_PROFILE),cpu) --out results
+	$(PY) -m survey_lib benchmark --profile $(or $(SURVEY_PROFILE),cpu)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+site: $(VENV)/.installed
+	$(PY) -m survey_lib site --profile $(or $(SURVEY_PROFILE),smoke)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check survey_lib tests

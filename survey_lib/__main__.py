@@ -62,9 +62,9 @@ def _evaluate(args) -> None:
 def _benchmark(args) -> None:
     import dataclasses
 
-    from .benchmark import GRIDS, estimate_seconds, load_rows, plan, read_run_log, run_grid
+    from .benchmark import GRIDS, estimate_seconds, gallery, load_rows, plan, read_run_log, run_grid
     from .config import get_profile
-    from .report import plot_benchmark, provenance, save_benchmark_tables, save_figures
+    from .report import plot_benchmark, plot_gallery, provenance, save_benchmark_tables, save_figures
 
     profile = get_profile(args.profile)
     spec = GRIDS[profile.name]
@@ -95,13 +95,22 @@ def _benchmark(args) -> None:
         print(f"no result rows in {results} yet")
         return
     note = provenance("python -m survey_lib " + " ".join(args.argv))
+    sizes = {"fast": spec.eval_subset or "all", "slow": spec.slow_subset or "all"}
+    note += (f" Test images per cell: {sizes['slow']} (seeded subset) for AutoAttack and Square, "
+             f"{sizes['fast']} for the other columns, so compare those two columns with each other. "
+             f"PGD and CW-margin PGD use {spec.attack_steps} steps; Square {spec.square_queries} "
+             "queries. On binary tasks CE and the CW margin have the same sign gradient, so their "
+             "PGD columns coincide.")
     runs = read_run_log(results)
     if runs:
         note += (f" Grid wall time: {sum(r['wall_seconds'] for r in runs) / 60:.1f} min over "
                  f"{len(runs)} invocation(s) of the runner ({runs[-1]['device']}, "
                  f"{runs[-1]['torch_threads']} torch threads), see run_log.jsonl.")
     paths = save_benchmark_tables(rows, results / "tables", note)
-    paths += save_figures(plot_benchmark(rows), results / "figures")
+    figs = plot_benchmark(rows)
+    if not args.report_only and args.executor == "local":  # the models are in this machine's cache
+        figs["gallery"] = plot_gallery(gallery(spec, profile))
+    paths += save_figures(figs, results / "figures")
     print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
 
 

@@ -141,8 +141,9 @@ def main() -> None:
         f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
         f"`SURVEY_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/defenses_at_cpu.py` "
         f"({time.perf_counter() - start:.0f} s for this collection pass; trained models cached in "
-        "runs/). Machine: 2-core CPU, shared with other agents at the time, torch threads = "
-        f"{args.threads}; wall times are indicative only.\n\n## Acceptance checks (issue 4)\n\n"
+        "runs/). Machine: 2-core CPU, torch threads = "
+        f"{args.threads}; what else ran on it, and so how far to trust the wall times, is in the "
+        "notes below.\n\n## Acceptance checks (issue 4)\n\n"
         + "\n".join(acceptance(df)) + "\n\n"
         + (Path(args.notes).read_text() + "\n" if args.notes else "")
         + "## All runs (test split; `pgd_*`: white-box PGD-20 at "

@@ -89,7 +89,7 @@ survey_findings(rows)
 
 # %% [markdown]
 # ## Summary: what reproduces on our data (the committed cpu-profile run)
-# The rows of `make main` (the `cpu` grid, 44 min on a 2-core CPU) are committed under
+# The rows of `make main` (the `cpu` grid, 20 min on a 2-core CPU) are committed under
 # `benchmarks/benchmark_cpu/`, so this section shows real numbers in every profile. The survey's
 # qualitative findings, checked on them (white-box PGD-20 at the grid's ε; AutoAttack below):
 

@@ -1,6 +1,7 @@
 """Shared fixtures. Real data comes from $SURVEY_DATA_DIR (the Makefile points it at ../shared/data);
 trained models are cached in a per-session temporary runs folder so tests never touch ./runs."""
 
+import json
 import os
 from pathlib import Path
 
@@ -45,3 +46,20 @@ def data_env(real_root, monkeypatch):
     """Point $SURVEY_DATA_DIR at the real data for one test."""
     monkeypatch.setenv(DATA_ENV, str(real_root))
     return real_root
+
+
+@pytest.fixture
+def run_smoke(monkeypatch):
+    """``run(notebook, cwd, out) -> outputs``: execute a notebook headless (papermill, Agg backend) in the
+    smoke profile, from ``cwd``; returns the outputs of its code cells."""
+    import papermill
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+    def run(notebook: Path, cwd: Path, out: Path) -> list[dict]:
+        papermill.execute_notebook(str(notebook), str(out), parameters={"PROFILE": "smoke"},
+                                   cwd=str(cwd), kernel_name="python3", progress_bar=False)
+        cells = json.loads(out.read_text())["cells"]
+        return [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+    return run

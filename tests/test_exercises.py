@@ -1,8 +1,6 @@
 """Course-assignment copies of the notebooks: build, stubs, grading, and bad input to the grader."""
 
 import ast
-import json
-import os
 import re
 
 import jupytext
@@ -222,25 +220,10 @@ def test_check_never_raises_and_prints_the_verdict(capsys):
 
 
 @pytest.mark.parametrize("notebook", BOOKS)
-def test_student_copy_runs_top_to_bottom(notebook, tmp_path, data_env):
+def test_student_copy_runs_top_to_bottom(notebook, tmp_path, data_env, run_smoke):
     """Acceptance: each student copy executes (smoke profile, from notebooks/exercises/ as a student
     would run it) and its check cells report the stubs instead of failing."""
-    import papermill
-
-    out = tmp_path / "out.ipynb"
-    env_before = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"
-    try:
-        papermill.execute_notebook(str(EXERCISES / f"{notebook}.ipynb"), str(out),
-                                   parameters={"PROFILE": "smoke"}, cwd=str(EXERCISES),
-                                   kernel_name="python3", progress_bar=False)
-    finally:
-        if env_before is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_before
-    executed = json.loads(out.read_text())
-    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    outputs = run_smoke(EXERCISES / f"{notebook}.ipynb", EXERCISES, tmp_path / "out.ipynb")
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs if o.get("name") == "stdout")
     tasks = [t for t in TASKS if TASKS[t].notebook == notebook]

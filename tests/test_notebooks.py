@@ -3,7 +3,6 @@ kept in sync, with outputs stripped and a papermill parameters cell; each runs t
 smoke profile."""
 
 import json
-import os
 from pathlib import Path
 
 import jupytext
@@ -42,22 +41,7 @@ def test_outputs_stripped_and_parameters_cell(py):
 
 
 @pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
-def test_runs_in_smoke_profile(py, data_env, tmp_path):
-    import papermill
-
-    out = tmp_path / py.with_suffix(".ipynb").name
-    env_before = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"
-    try:
-        papermill.execute_notebook(str(py.with_suffix(".ipynb")), str(out),
-                                   parameters={"PROFILE": "smoke"}, cwd=str(NOTEBOOKS),
-                                   kernel_name="python3", progress_bar=False)
-    finally:
-        if env_before is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_before
-    executed = json.loads(out.read_text())
-    errors = [o for c in executed["cells"] if c["cell_type"] == "code"
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+def test_runs_in_smoke_profile(py, data_env, tmp_path, run_smoke):
+    outputs = run_smoke(py.with_suffix(".ipynb"), NOTEBOOKS, tmp_path / py.with_suffix(".ipynb").name)
+    errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors

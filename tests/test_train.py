@@ -66,8 +66,12 @@ def test_training_learns_breastmnist(real_root):
 def test_optional_torch_compile_trains_the_same_model(real_root, monkeypatch):
     train, val = _small(real_root)
     plain, out = _fit(train, val, epochs=1)
+    from torch._dynamo.utils import counters
+
+    counters.clear()
     monkeypatch.setenv("SURVEY_COMPILE", "eager")  # dynamo traces the training steps
     compiled, out_c = _fit(train, val, epochs=1)
+    assert counters["stats"]["calls_captured"] > 0  # the steps did run through torch.compile
     for (name, a), b in zip(plain.state_dict().items(), compiled.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
     assert out_c["best_score"] == pytest.approx(out["best_score"], abs=1e-4)

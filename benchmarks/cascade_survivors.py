@@ -24,7 +24,8 @@ STRONGER = [("apgd_ce", {"steps": 200, "restarts": 5}), ("apgd_dlr", {"steps": 2
 
 def describe(model, x, y, survivors, eps) -> None:
     logits = predict(model, x)
-    others = logits.argmax(1) == y
+    correct = logits.argmax(1) == y
+    others = correct.clone()
     others[survivors] = False  # clean-correct images the cascade broke
     top2 = logits.topk(2, 1).values
     margin = top2[:, 0] - top2[:, 1]
@@ -32,7 +33,7 @@ def describe(model, x, y, survivors, eps) -> None:
     torch.nn.functional.cross_entropy(model.eval()(xg), y, reduction="sum").backward()
     ratio = margin / (eps / 255 * xg.grad.flatten(1).abs().sum(1))
     print(f"survivors' true classes: {torch.bincount(y[survivors], minlength=logits.shape[1]).tolist()}"
-          f"; clean-correct: {torch.bincount(y[logits.argmax(1) == y], minlength=logits.shape[1]).tolist()}")
+          f"; clean-correct: {torch.bincount(y[correct], minlength=logits.shape[1]).tolist()}")
     print(f"median clean margin: survivors {margin[survivors].median():.2f}, "
           f"broken {margin[others].median():.2f}"
           f"; margin / (eps * |grad|_1): survivors {ratio[survivors].median():.1f}, "

@@ -104,7 +104,6 @@ fig = plot_baselines(records)
 # `smoke` run of this notebook still shows the real ones.
 
 # %%
-from pathlib import Path  # noqa: E402
+from survey_lib.paths import committed  # noqa: E402
 
-committed = Path("../benchmarks/baselines_cpu.md")
-display(Markdown(committed.read_text() if committed.exists() else "_not committed yet_"))
+display(Markdown(committed("baselines_cpu.md").read_text()))

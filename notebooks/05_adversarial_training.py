@@ -33,8 +33,6 @@
 # class, and balanced accuracy, prediction shares and the collapse flag are what reveal it.
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -47,6 +45,7 @@ from survey_lib.attacks import PGD
 from survey_lib.config import get_profile
 from survey_lib.defenses import make_defense
 from survey_lib.defenses.adversarial_training import grid, nat_reference, summary
+from survey_lib.paths import committed
 from survey_lib.train import load_dataset, predict, select_device
 from survey_lib.widgets import Explorer
 
@@ -258,8 +257,7 @@ Explorer(["breastmnist", "pneumoniamnist"], eps=8, steps=10)
 # `smoke` run of this notebook still shows the real numbers.
 
 # %%
-committed = Path("../benchmarks/defenses_at_cpu.md")
-display(Markdown(committed.read_text() if committed.exists() else "_not committed yet_"))
+display(Markdown(committed("defenses_at_cpu.md").read_text()))
 
 # %% [markdown]
 # ## 8 · Exercises: a PGD-AT step, the TRADES and MART outer losses

@@ -35,8 +35,6 @@
 #   tries every attack it has. Its accuracy can never exceed the naive one.
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -47,6 +45,7 @@ from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.defenses import make_defense
 from survey_lib.defenses.purification import evaluate_purifiers, train_denoiser
+from survey_lib.paths import committed
 from survey_lib.train import load_dataset, select_device, train_baseline
 
 # %% tags=["parameters"]
@@ -147,9 +146,8 @@ display(Markdown(f"Largest overstatement by the naive evaluation: "
 # profile; its results are committed in `benchmarks/defenses_other_cpu.md`.
 
 # %%
-bench = Path("../benchmarks/defenses_other_cpu.csv")  # papermill runs in notebooks/
-committed = pd.read_csv(bench) if bench.exists() else None
-committed[committed.section == "purification"] if committed is not None else "not run yet"
+bench = pd.read_csv(committed("defenses_other_cpu.csv"))
+bench[bench.section == "purification"]
 
 # %% [markdown]
 # ## 4 · Exercise: BPDA

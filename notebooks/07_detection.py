@@ -26,8 +26,6 @@
 # score while fooling the classifier (Carlini & Wagner, AISec 2017).
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -40,6 +38,7 @@ from survey_lib.defenses.detection import (
     evaluate_detectors,
     train_learned_detector,
 )
+from survey_lib.paths import committed
 from survey_lib.train import load_dataset, select_device, train_baseline
 
 # %% tags=["parameters"]
@@ -123,6 +122,5 @@ display(Markdown("AUROC by attack and detector:\n\n" + pivot.round(3).to_markdow
 # `benchmarks/defenses_other_cpu.md`).
 
 # %%
-bench = Path("../benchmarks/defenses_other_cpu.csv")  # papermill runs in notebooks/
-committed = pd.read_csv(bench) if bench.exists() else None
-committed[committed.section == "detection"] if committed is not None else "not run yet"
+bench = pd.read_csv(committed("defenses_other_cpu.csv"))
+bench[bench.section == "detection"]

@@ -26,8 +26,6 @@
 # All attacks here are **white-box** (on the deployed model itself).
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -39,6 +37,7 @@ from survey_lib.config import get_profile
 from survey_lib.defenses import make_defense, train_adversarial
 from survey_lib.defenses.smoothing import SmoothedClassifier, certified_accuracy, smoothed_metrics
 from survey_lib.evaluate import robust_metrics
+from survey_lib.paths import committed
 from survey_lib.train import load_dataset, predict, select_device, train_baseline
 
 # %% tags=["parameters"]
@@ -157,6 +156,5 @@ fig.tight_layout()
 # `benchmarks/defenses_other_cpu.md`).
 
 # %%
-bench = Path("../benchmarks/defenses_other_cpu.csv")  # papermill runs in notebooks/
-committed = pd.read_csv(bench) if bench.exists() else None
-committed[committed.section != "purification"] if committed is not None else "not run yet"
+bench = pd.read_csv(committed("defenses_other_cpu.csv"))
+bench[bench.section != "purification"]

@@ -20,13 +20,12 @@
 # `python -m survey_lib benchmark --profile cpu [--executor slurm]`.
 
 # %%
-from pathlib import Path
-
 import pandas as pd
 from IPython.display import Markdown, display
 
 from survey_lib.benchmark import GRIDS, gallery, load_rows, plan, run_grid
 from survey_lib.config import get_profile
+from survey_lib.paths import committed, results_dir
 from survey_lib.report import (
     benchmark_table,
     plot_benchmark,
@@ -42,7 +41,7 @@ PROFILE = None  # "smoke" | "cpu" | "paper"; None: $SURVEY_PROFILE, else cpu
 # %%
 profile = get_profile(PROFILE)
 spec = GRIDS[profile.name]
-results = Path("../results") / f"benchmark_{profile.name}"
+results = results_dir() / f"benchmark_{profile.name}"
 print(f"profile {profile.name}: {len(plan(spec))} cells → {results.resolve()}")
 
 # %% [markdown]
@@ -94,8 +93,7 @@ survey_findings(rows)
 # qualitative findings, checked on them (white-box PGD-20 at the grid's ε; AutoAttack below):
 
 # %%
-committed = Path("../benchmarks/benchmark_cpu/rows")
-cpu_rows = load_rows(committed)[0] if committed.exists() else []
+cpu_rows = load_rows(committed("benchmark_cpu/rows"))[0]
 if cpu_rows:
     display(survey_findings(cpu_rows))
     display(survey_findings(cpu_rows, "autoattack"))

@@ -39,8 +39,10 @@ def _train(args) -> None:
         records.append(record)
     table = baseline_table(records)
     print(table.drop(columns=["command"]).to_string(index=False))
-    if args.out:
-        out = Path(args.out)
+    if args.out != "":
+        from .paths import results_dir
+
+        out = Path(args.out) if args.out else results_dir()
         stem = f"baselines_{records[0]['config']['profile']}"
         paths = save_table(table, out / stem,
                            note=provenance("python -m survey_lib " + " ".join(args.argv)))
@@ -64,6 +66,7 @@ def _benchmark(args) -> None:
 
     from .benchmark import GRIDS, estimate_seconds, gallery, load_rows, plan, read_run_log, run_grid
     from .config import get_profile
+    from .paths import results_dir
     from .report import plot_benchmark, plot_gallery, provenance, save_benchmark_tables, save_figures
 
     profile = get_profile(args.profile)
@@ -72,7 +75,7 @@ def _benchmark(args) -> None:
                                           ("attacks", args.attacks), ("eps", args.eps)) if v}
     extra = {d: {k: v for k, v in o.items() if k not in overrides} for d, o in spec.extra.items()}
     spec = dataclasses.replace(spec, **overrides, extra=extra)  # a flag wins over per-dataset values
-    results = Path(args.results or f"results/benchmark_{profile.name}")
+    results = Path(args.results) if args.results else results_dir() / f"benchmark_{profile.name}"
     cells = plan(spec)
     if args.dry_run:
         seconds = estimate_seconds(cells, spec, results, profile)
@@ -117,11 +120,13 @@ def _benchmark(args) -> None:
 def _site(args) -> None:
     import os
 
+    from .paths import ROOT
     from .site import build_site
 
-    records = build_site(args.profile or os.environ.get("SURVEY_PROFILE") or "smoke", args.out,
+    out = Path(args.out) if args.out else ROOT / "site"
+    records = build_site(args.profile or os.environ.get("SURVEY_PROFILE") or "smoke", out,
                          args.notebooks, args.results)
-    print(f"{len(records)} notebook(s) rendered; open {Path(args.out) / 'index.html'}")
+    print(f"{len(records)} notebook(s) rendered; open {out / 'index.html'}")
 
 
 def _exercises(args) -> int:
@@ -168,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (or load from the cache) the undefended baseline of "
                        "each dataset, evaluate it on the test split, write a table and a figure")
     common(p, many=True)
-    p.add_argument("--out", default="results", help="folder for the table (CSV, Markdown) and "
-                   "figure (PNG, PDF); '' to skip (default: results)")
+    p.add_argument("--out", help="folder for the table (CSV, Markdown) and figure (PNG, PDF); "
+                   "'' to skip (default: $SURVEY_RESULTS_DIR, else the checkout's results/)")
     p.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
     p.set_defaults(func=_train)
 
@@ -182,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="the survey's benchmark grid (defenses × ε × attacks): one "
                        "JSON row per cell, resumable; then tables (CSV/Markdown/LaTeX) and figures")
     p.add_argument("--profile", help=PROFILE_HELP)
-    p.add_argument("--results", help="results folder (default: results/benchmark_<profile>); "
+    p.add_argument("--results", help="results folder (default: <results>/benchmark_<profile>, "
+                   "<results> = $SURVEY_RESULTS_DIR, else the checkout's results/); "
                    "finished cells in it are never recomputed")
     p.add_argument("--executor", default="local", help="local (this process) or slurm (one "
                    "submitit job per cell; see README)")
@@ -201,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("site", help="execute the notebooks in a profile and write a browsable "
                        "HTML site (index in taxonomy order, benchmark tables and figures)")
     p.add_argument("--profile", help="compute profile (default: $SURVEY_PROFILE, else smoke)")
-    p.add_argument("--out", default="site", help="output folder (default: site)")
+    p.add_argument("--out", help="output folder (default: the checkout's site/)")
     p.add_argument("--notebooks", nargs="+", metavar="NN", help="only these notebooks, by number "
                    "(e.g. 00 09; default: all)")
     p.add_argument("--results", help="folder whose Markdown tables and PNG figures the site "

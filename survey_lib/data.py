@@ -2,8 +2,9 @@
 and the PH2 dermoscopy lesion set (Mendonça et al., EMBC 2013) for segmentation.
 
 Data root, in this order: the ``root`` argument, the ``SURVEY_DATA_DIR`` environment variable, then
-``./data``. Inside it MedMNIST files live in ``medmnist/`` (official names, e.g.
-``breastmnist.npz``, ``breastmnist_64.npz``) and PH2 in ``seg/ph2_128.npz``. A missing MedMNIST
+the checkout's ``data/`` folder (``survey_lib.paths``; never the current directory). Inside it
+MedMNIST files live in ``medmnist/`` (official names, e.g. ``breastmnist.npz``,
+``breastmnist_64.npz``) and PH2 in ``seg/ph2_128.npz``. A missing MedMNIST
 file is downloaded (official Zenodo URL, MD5-checked, moved in place only when it verifies); a file
 that fails its MD5 is reported and never used nor overwritten.
 """
@@ -89,15 +90,18 @@ def medmnist_flags(dim: int | None = None) -> list[str]:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Resolve the data root: argument > ``$SURVEY_DATA_DIR`` > ``./data`` (created if needed)."""
+    """Resolve the data root: argument > ``$SURVEY_DATA_DIR`` > the checkout's ``data/`` (created if
+    needed)."""
     if root is None and os.environ.get(DATA_ENV):
         root, source = os.environ[DATA_ENV], f"${DATA_ENV}"
     else:
         source = "the root argument"
     if root is None:
-        path = Path("data")
-        path.mkdir(exist_ok=True)
-        return path.resolve()
+        from .paths import ROOT
+
+        path = ROOT / "data"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataError(

@@ -257,12 +257,11 @@ def fit(model: nn.Module, train: Split, val: Split, *, epochs: int, batch_size: 
 
 
 # ----------------------------------------------------------------------------- cached runs
-RUNS_ENV = "SURVEY_RUNS_DIR"
-
-
 def runs_root() -> Path:
-    """Where trained models are cached: ``$SURVEY_RUNS_DIR`` or ``./runs``."""
-    return Path(os.environ.get(RUNS_ENV) or "runs")
+    """Where trained models are cached: ``$SURVEY_RUNS_DIR``, else the checkout's ``runs/``."""
+    from .paths import runs_dir
+
+    return runs_dir()
 
 
 def config_hash(config: dict) -> str:

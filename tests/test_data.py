@@ -45,8 +45,10 @@ def test_root_precedence(tmp_path, monkeypatch, real_root):
     assert data.data_root() == real_root.resolve()
     assert data.data_root(tmp_path) == tmp_path.resolve()  # explicit beats the env var
     monkeypatch.delenv(data.DATA_ENV)
-    monkeypatch.chdir(tmp_path)
-    assert data.data_root() == (tmp_path / "data").resolve()
+    monkeypatch.chdir(tmp_path)  # never the working directory: the checkout's data/
+    from survey_lib.paths import ROOT
+
+    assert data.data_root() == ROOT / "data" and not (tmp_path / "data").exists()
 
 
 def test_missing_root_is_a_clear_error(tmp_path):

@@ -176,6 +176,7 @@ class AutoAttack(Attack):
     call lists (attack, examples still robust after it)."""
 
     name = "autoattack"
+    full_scores = False  # each stage attacks only what the earlier ones left robust
 
     def __init__(self, eps: float = 8, steps: int = 100, square_queries: int = 1000,
                  n_targets: int = 9, **kw):

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import SurveyError
+from . import validation
+from .errors import ConfigError, SurveyError
 
 PROFILE_HELP = ("compute profile: smoke (CI, seconds), cpu (laptop, minutes), paper (GPU, the "
                 "survey's recipe); default: $SURVEY_PROFILE, else cpu")
@@ -62,28 +63,46 @@ def _evaluate(args) -> None:
 
 
 def _benchmark(args) -> None:
-    import dataclasses
-
-    from .benchmark import GRIDS, estimate_seconds, gallery, load_rows, plan, read_run_log, run_grid
+    from .benchmark import (
+        GRIDS,
+        estimate_seconds,
+        gallery,
+        grid_wall_seconds,
+        load_rows,
+        plan,
+        read_run_log,
+        run_grid,
+    )
+    from .benchmark.spec import available, configure, describe
     from .config import get_profile
     from .paths import results_dir
     from .report import plot_benchmark, plot_gallery, provenance, save_benchmark_tables, save_figures
 
     profile = get_profile(args.profile)
-    spec = GRIDS[profile.name]
-    overrides = {k: tuple(v) for k, v in (("datasets", args.datasets), ("defenses", args.defenses),
-                                          ("attacks", args.attacks), ("eps", args.eps)) if v}
-    extra = {d: {k: v for k, v in o.items() if k not in overrides} for d, o in spec.extra.items()}
-    spec = dataclasses.replace(spec, **overrides, extra=extra)  # a flag wins over per-dataset values
+    for e in args.eps or []:
+        validation.linf_eps(e, "benchmark", param="--eps", pixel_option=None)
+    if args.train_eps is not None:
+        validation.linf_eps(args.train_eps, "benchmark", param="--train-eps", pixel_option=None)
+    spec = configure(GRIDS[profile.name], args.datasets, args.defenses, args.attacks, args.eps,
+                     args.train_eps, args.seeds)
+    if not args.datasets:  # the profile's datasets: only those that can be read here
+        spec, skipped = available(spec)
+        for name, why in skipped.items():
+            print(f"skipped {name}: {why} (name it with --datasets to insist)", file=sys.stderr)
+        if not spec.datasets:
+            raise ConfigError(f"None of the {profile.name} grid's datasets can be read here "
+                              f"({', '.join(skipped)}). Put their files under $SURVEY_DATA_DIR "
+                              "(see data/README.md) or pick local ones with --datasets.")
     results = Path(args.results) if args.results else results_dir() / f"benchmark_{profile.name}"
     cells = plan(spec)
     if args.dry_run:
+        models = {c.model for c in cells}
         seconds = estimate_seconds(cells, spec, results, profile)
-        print(f"{len(cells)} cells ({len({(c.dataset, c.defense, c.eps) for c in cells})} models) "
-              f"in {results}; estimated cost of the unfinished ones: ~{seconds / 60:.0f} min on "
-              "the 2-core CPU (rough).")
+        print(f"{len(cells)} cells ({len(models)} models) in {results}; estimated cost of the "
+              f"unfinished ones: ~{seconds / 60:.0f} min on a 2-core CPU (rough upper bound).")
         for c in cells:
-            print(f"  {c.dataset:15s} {c.defense:8s} ε={c.eps:g}/255  {c.attack}")
+            eps = "" if c.eval_eps is None else f"ε={c.eval_eps:g}/255"
+            print(f"  {c.dataset:15s} {c.model_dir():16s} {c.attack:10s} {eps}")
         return
     if not args.report_only:
         slurm = {}
@@ -91,28 +110,24 @@ def _benchmark(args) -> None:
             key, _, value = item.partition("=")
             slurm[key] = int(value) if value.isdigit() else value
         run_grid(spec, results, profile, executor=args.executor, slurm=slurm)
-    rows, problems = load_rows(results)
+    rows, problems = load_rows(results, spec, profile)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     if not rows:
-        print(f"no result rows in {results} yet")
+        print(f"no result rows of this grid in {results} yet")
         return
-    note = provenance("python -m survey_lib " + " ".join(args.argv))
-    sizes = {"fast": spec.eval_subset or "all", "slow": spec.slow_subset or "all"}
-    note += (f" Test images per cell: {sizes['slow']} (seeded subset) for AutoAttack and Square, "
-             f"{sizes['fast']} for the other columns, so compare those two columns with each other. "
-             f"PGD and CW-margin PGD use {spec.attack_steps} steps; Square {spec.square_queries} "
-             "queries. On binary tasks CE and the CW margin have the same sign gradient, so their "
-             "PGD columns coincide.")
     runs = read_run_log(results)
+    note = provenance("python -m survey_lib " + " ".join(args.argv)) + " " + describe(spec)
     if runs:
-        note += (f" Grid wall time: {sum(r['wall_seconds'] for r in runs) / 60:.1f} min over "
-                 f"{len(runs)} invocation(s) of the runner ({runs[-1]['device']}, "
+        note += (f" Grid wall time: {grid_wall_seconds(runs) / 60:.1f} min over {len(runs)} "
+                 f"invocation(s) of the runner ({runs[-1]['device']}, "
                  f"{runs[-1]['torch_threads']} torch threads), see run_log.jsonl.")
     paths = save_benchmark_tables(rows, results / "tables", note)
     figs = plot_benchmark(rows)
     if not args.report_only and args.executor == "local":  # the models are in this machine's cache
-        figs["gallery"] = plot_gallery(gallery(spec, profile))
+        examples = gallery(spec, profile)
+        if examples:
+            figs["gallery"] = plot_gallery(examples)
     paths += save_figures(figs, results / "figures")
     print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
 
@@ -199,9 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", help="override the profile's datasets")
     p.add_argument("--defenses", nargs="+", help="override the defenses (nat pgd_at trades mart "
                    "hat fast_at)")
-    p.add_argument("--attacks", nargs="+", help="override the attacks (clean fgsm pgd cw_pgd "
-                   "autoattack square)")
-    p.add_argument("--eps", nargs="+", type=float, help="override the ε values (/255)")
+    p.add_argument("--attacks", nargs="+", help="override the columns (clean fgsm pgd cw "
+                   "autoattack aa_lite square simba transfer sanity)")
+    p.add_argument("--eps", nargs="+", type=float, help="override the evaluation ε values (/255, "
+                   "e.g. 1 2 4 8)")
+    p.add_argument("--train-eps", type=float, help="override the training ε of the defended "
+                   "models (/255, e.g. 8)")
+    p.add_argument("--seeds", nargs="+", type=int, help="override the seeds (e.g. 0 1 2): every "
+                   "model is trained once per seed")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("site", help="execute the notebooks in a profile and write a browsable "

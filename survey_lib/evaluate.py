@@ -15,6 +15,7 @@ import time
 import torch
 from torch import nn
 
+from . import validation
 from .data import Split
 from .metrics import classification_metrics, dice_iou
 from .train import autocast, predict, select_device, to_device
@@ -43,22 +44,30 @@ def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
 
 
 def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int = 256,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, keep_predictions: bool = False) -> dict:
     """Metrics on clean inputs (``attack=None``) or on ``attack``'s adversarial examples.
 
-    Classification: acc, auc, bacc, shares, collapsed, n; segmentation: dice, iou, n. Adds
-    ``seconds`` (attack + evaluation wall time) and ``attack`` (its repr); ``queries`` (mean per
-    image) for a black-box attack or the cascade's Square stage; ``stages`` (robust accuracy after
-    each stage) for the cascade.
+    Classification: acc, bacc, macro precision/recall/F1, auc, shares, collapsed, below_majority,
+    n; segmentation: dice, iou, n. The AUC is left out (None, with ``auc_note``) for an attack
+    whose scores are not the full attack's (early stopping, query attacks that stop on success,
+    cascades): their accuracy is right, their scores are not. Adds ``seconds`` (attack +
+    evaluation wall time) and ``attack`` (its configuration string); ``queries`` (mean per image)
+    for a black-box attack or the cascade's Square stage; ``stages`` (robust accuracy after each
+    stage) for the cascade; with ``keep_predictions`` the per-image predictions (``pred``) or
+    Dice (``dice_per_image``).
     """
+    validation.split(split)
     model.to(select_device())
     start = time.perf_counter()
     x = split.x if attack is None else attack_split(model, split, attack, batch_size, progress)
     logits = predict(model, x, batch_size)
     if split.info.task == "segmentation":
-        m = dice_iou(logits, split.y)
+        m = dice_iou(logits, split.y, keep_per_image=keep_predictions)
     else:
-        m = classification_metrics(logits, split.y, split.info.task, split.info.num_classes)
+        m = classification_metrics(logits, split.y, split.info.task, split.info.num_classes,
+                                   keep_predictions)
+        if attack is not None and not attack.full_scores:
+            m["auc"], m["auc_note"] = None, "not computed: the attack stops early on fooled images"
     m["seconds"] = round(time.perf_counter() - start, 2)
     m["attack"] = "clean" if attack is None else repr(attack)
     if attack is not None and (getattr(attack, "black_box", False) or attack.total_queries):

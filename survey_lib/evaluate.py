@@ -18,14 +18,15 @@ from torch import nn
 from . import validation
 from .data import Split
 from .metrics import classification_metrics, dice_iou
-from .train import autocast, predict, select_device, to_device
+from .train import evaluation_autocast, predict, select_device, to_device
 
 
 def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
-                 progress: bool = False) -> torch.Tensor:
+                 progress: bool = False, precision: str | None = None) -> torch.Tensor:
     """Adversarial versions of every image of ``split`` (batched, on the model's device), on the CPU.
-    On CUDA the attack runs in bf16 autocast on channels_last inputs (its losses are taken in fp32).
-    Sets ``attack.total_queries`` (summed over batches) and, for the cascade, ``attack.total_stages``."""
+    Attacks run in fp32 unless ``precision="bf16"`` (:func:`~survey_lib.train.evaluation_autocast`);
+    channels_last inputs on CUDA. Sets ``attack.total_queries`` (summed over batches) and, for the
+    cascade, ``attack.total_stages``."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -34,7 +35,7 @@ def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
                   disable=not progress, leave=False):
         x = to_device(model, split.x[i:i + batch_size], device)
         y = split.y[i:i + batch_size].to(device)
-        with autocast(device):
+        with evaluation_autocast(device, precision):
             out.append(attack(model, x, y).float().cpu())
         queries += getattr(attack, "queries", 0)
         for name, robust in getattr(attack, "stages", []):
@@ -44,7 +45,8 @@ def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
 
 
 def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int = 256,
-                   progress: bool = False, keep_predictions: bool = False) -> dict:
+                   progress: bool = False, keep_predictions: bool = False,
+                   precision: str | None = None) -> dict:
     """Metrics on clean inputs (``attack=None``) or on ``attack``'s adversarial examples.
 
     Classification: acc, bacc, macro precision/recall/F1, auc, shares, collapsed, below_majority,
@@ -54,13 +56,15 @@ def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int 
     evaluation wall time) and ``attack`` (its configuration string); ``queries`` (mean per image)
     for a black-box attack or the cascade's Square stage; ``stages`` (robust accuracy after each
     stage) for the cascade; with ``keep_predictions`` the per-image predictions (``pred``) or
-    Dice (``dice_per_image``).
+    Dice (``dice_per_image``). ``precision``: see :func:`survey_lib.train.evaluation_autocast`
+    (fp32 unless asked).
     """
     validation.split(split)
     model.to(select_device())
     start = time.perf_counter()
-    x = split.x if attack is None else attack_split(model, split, attack, batch_size, progress)
-    logits = predict(model, x, batch_size)
+    x = split.x if attack is None else attack_split(model, split, attack, batch_size, progress,
+                                                     precision)
+    logits = predict(model, x, batch_size, precision=precision)
     if split.info.task == "segmentation":
         m = dice_iou(logits, split.y, keep_per_image=keep_predictions)
     else:

@@ -53,9 +53,25 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA, a no-op elsewhere."""
+    """bf16 autocast for training steps on CUDA, a no-op elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+PRECISION_ENV = "SURVEY_ATTACK_PRECISION"
+
+
+def evaluation_autocast(device: torch.device, precision: str | None = None):
+    """The precision of attacks and evaluation: fp32 unless asked (``precision="bf16"`` or
+    ``$SURVEY_ATTACK_PRECISION=bf16``): input gradients in bf16 can be coarser than in fp32, and a
+    weaker attack would report a higher robust accuracy. bf16 runs under autocast on any device."""
+    precision = precision or os.environ.get(PRECISION_ENV) or "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"Attack precision must be 'fp32' (the default) or 'bf16', got "
+                          f"{precision!r} (from the argument or ${PRECISION_ENV}).")
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -96,8 +112,9 @@ def augment(x: torch.Tensor, y: torch.Tensor | None = None, max_degrees: float =
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
-            device: torch.device | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (images in [0, 1]; eval mode, batched), returned on the CPU."""
+            device: torch.device | None = None, precision: str | None = None) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` (images in [0, 1]; eval mode, batched; fp32 unless
+    ``precision``, see :func:`evaluation_autocast`), returned on the CPU."""
     validation.images(x)
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -105,7 +122,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
     out = []
     for i in range(0, len(x), batch_size):
         xb = to_device(model, x[i:i + batch_size], device)
-        with autocast(device):
+        with evaluation_autocast(device, precision):
             out.append(model(xb).float().cpu())
     model.train(was_training)
     return torch.cat(out)

@@ -228,7 +228,10 @@ def compute_row(cell, spec: GridSpec, profile, invocation: str = "") -> dict:
                        pred=_labels_text(adv["pred"]), y=_labels_text(images.y.tolist()),
                        queries=adv.get("queries"), stages=adv.get("stages"))
         row["attack_seconds"] = adv["seconds"]
-    row.update(train_seconds=record.get("train_seconds", record.get("wall_seconds")),
+    from ..train import PRECISION_ENV
+
+    row.update(precision=os.environ.get(PRECISION_ENV) or "fp32",
+               train_seconds=record.get("train_seconds", record.get("wall_seconds")),
                wall_seconds=round(time.perf_counter() - start, 2), device=str(select_device()),
                torch_threads=torch.get_num_threads(), package_version=__version__,
                git_commit=git_commit(), invocation=invocation,

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import SurveyError
+from ..train import PRECISION_ENV
 from .protocol import make_grid_attack, pgd_step, sanity_config, surrogate_name
 from .spec import Cell, GridSpec, plan
 
@@ -86,6 +87,9 @@ def check_row(row: dict, cell: Cell, spec: GridSpec, profile, expected_config) -
     want_config = expected_config(cell)
     if row["attack_config"] != want_config:
         return f"computed with {row['attack_config']}, but the grid asks for {want_config}"
+    precision = os.environ.get(PRECISION_ENV) or "fp32"
+    if row.get("precision") != precision:
+        return f"attacked in {row.get('precision')}, but this run attacks in {precision}"
     return ""
 
 

@@ -109,7 +109,7 @@ def _benchmark(args) -> None:
         for item in args.slurm or []:
             key, _, value = item.partition("=")
             slurm[key] = int(value) if value.isdigit() else value
-        run_grid(spec, results, profile, executor=args.executor, slurm=slurm)
+        run_grid(spec, results, profile, executor=args.executor, slurm=slurm, workers=args.workers)
     rows, problems = load_rows(results, spec, profile)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "finished cells in it are never recomputed")
     p.add_argument("--executor", default="local", help="local (this process) or slurm (one "
                    "submitit job per cell; see README)")
+    p.add_argument("--workers", type=int, default=1, help="local executor: that many processes "
+                   "share the cells (several cells at once on one GPU; on a CPU the torch threads are "
+                   "split between them); default 1")
     p.add_argument("--slurm", nargs="+", metavar="KEY=VALUE", help="submitit parameters for "
                    "--executor slurm, e.g. slurm_partition=gpu gpus_per_node=1 timeout_min=120")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost")

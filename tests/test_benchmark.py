@@ -261,3 +261,15 @@ def test_rows_module_rejects_partial_files(tmp_path):
     path = tmp_path / "x.json"
     path.write_text('{"dataset": "breastmnist"')
     assert R.parse_row(path) == (None, "unreadable or truncated JSON (JSONDecodeError)")
+
+
+def test_local_workers_share_the_cells(tmp_path, data_env, monkeypatch):
+    monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path / "runs"))
+    spec = SPEC.replace(attacks=("clean", "fgsm", "pgd"), seeds=(0, 1))
+    rows = B.run_grid(spec, tmp_path / "res", "smoke", progress=False, workers=2)
+    assert len(rows) == len(B.plan(spec))
+    log = B.read_run_log(tmp_path / "res")
+    assert log[0]["workers"] == 2 and log[0]["cells_computed"] == len(rows)
+    assert log[0]["models_trained"] == 4 and len({r["host_pid"] for r in rows}) == 2
+    with pytest.raises(ConfigError, match="local executor only"):
+        B.run_grid(spec, tmp_path / "res", "smoke", executor="slurm", workers=2)

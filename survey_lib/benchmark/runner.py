@@ -18,6 +18,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from queue import Empty
 
 from ..errors import ConfigError
 from .protocol import compute_row, expected_model_key, git_commit, train_model
@@ -152,11 +153,57 @@ def _run_local(todo: list[Cell], spec, profile, root: Path, done: _Done, invocat
     return computed
 
 
+def _worker(todo, spec, profile, root, invocation, threads, queue) -> None:
+    """One local worker process: its own torch threads (and CUDA stream/context on a GPU)."""
+    import torch
+
+    from ..train import TRAINED
+
+    torch.set_num_threads(threads)
+    done = _Done(root, spec, profile)
+    queue.put((_run_local(todo, spec, profile, root, done, invocation, False, None), len(TRAINED)))
+
+
+def _run_workers(todo, spec, profile, root, invocation, workers: int, progress: bool) -> tuple:
+    """``workers`` processes share the cells through their claims; returns (cells, models)."""
+    import multiprocessing as mp
+
+    import torch
+    from tqdm.auto import tqdm
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    threads = max(1, torch.get_num_threads() // workers)
+    procs = [ctx.Process(target=_worker, args=(todo, spec, profile, root, invocation, threads, queue))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    results = []
+    with tqdm(total=len(todo), desc=f"benchmark cells ({workers} workers)", disable=not progress) as bar:
+        while any(p.is_alive() for p in procs) or len(results) < workers:
+            try:  # drained while they run: a worker exits only once its result is read
+                results.append(queue.get(timeout=POLL_SECONDS))
+            except Empty:
+                if not any(p.is_alive() for p in procs):
+                    break
+            bar.n = sum(1 for c in todo if c.path(root).exists())
+            bar.refresh()
+    for p in procs:
+        p.join()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} benchmark worker(s) failed (exit codes {failed}); their "
+                           "traceback is above. The cells they finished are kept: run again to resume.")
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
 def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "local",
              progress: bool = True, stop_after: int | None = None,
-             slurm: dict | None = None) -> list[dict]:
-    """Run every unfinished cell; returns the grid's accepted rows. ``slurm``: submitit parameters
-    (e.g. ``{"slurm_partition": "gpu", "gpus_per_node": 1}``); ``stop_after`` (tests) stops after n
+             slurm: dict | None = None, workers: int = 1) -> list[dict]:
+    """Run every unfinished cell; returns the grid's accepted rows. ``workers`` (local executor):
+    that many processes share the cells (several grid cells at once on one GPU, or one core each on
+    a CPU; torch threads are split between them). ``slurm``: submitit parameters (e.g.
+    ``{"slurm_partition": "gpu", "gpus_per_node": 1}``); ``stop_after`` (tests) stops after n
     computed cells."""
     import torch
 
@@ -164,6 +211,9 @@ def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "lo
 
     if executor not in ("local", "slurm", "submitit-local"):
         raise ConfigError(f"Unknown executor {executor!r}. Valid executors: local, slurm.")
+    if workers < 1 or (workers > 1 and executor != "local"):
+        raise ConfigError(f"workers must be ≥ 1 and applies to the local executor only; got "
+                          f"{workers} with executor {executor!r}.")
     root = Path(root)
     cells = plan(spec)
     done = _Done(root, spec, profile)
@@ -172,11 +222,14 @@ def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "lo
     log_run(root, {"event": "start", "invocation": invocation, "started": _now(),
                    "host": socket.gethostname(), "pid": os.getpid(), "executor": executor,
                    "device": str(select_device()), "torch_threads": torch.get_num_threads(),
+                   "workers": workers,
                    "git_commit": git_commit(),
                    "cells_total": len(cells), "cells_todo": len(todo)})
-    computed, interrupted = 0, True
+    computed, trained, interrupted = 0, 0, True
     try:
-        if executor == "local":
+        if executor == "local" and workers > 1:
+            computed, trained = _run_workers(todo, spec, profile, root, invocation, workers, progress)
+        elif executor == "local":
             computed = _run_local(todo, spec, profile, root, done, invocation, progress, stop_after)
         else:
             computed = submit(todo, spec, profile, root, "slurm" if executor == "slurm" else "local",
@@ -185,7 +238,8 @@ def run_grid(spec: GridSpec, root: str | Path, profile=None, executor: str = "lo
     finally:  # also on Ctrl-C or an error: the time spent counts
         log_run(root, {"event": "end", "invocation": invocation, "ended": _now(),
                        "wall_seconds": round(time.perf_counter() - start, 1),
-                       "cells_computed": computed, "models_trained": len(TRAINED) - trained0,
+                       "cells_computed": computed,
+                       "models_trained": len(TRAINED) - trained0 + trained,
                        "interrupted": interrupted})
     return load_rows(root, spec, profile)[0]
 

@@ -25,7 +25,7 @@ def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
                  progress: bool = False, precision: str | None = None) -> torch.Tensor:
     """Adversarial versions of every image of ``split`` (batched, on the model's device), on the CPU.
     Attacks run in fp32 unless ``precision="bf16"`` (:func:`~survey_lib.train.evaluation_autocast`);
-    channels_last inputs on CUDA. Sets ``attack.total_queries`` (summed over batches) and, for the
+    channels_last inputs. Sets ``attack.total_queries`` (summed over batches) and, for the
     cascade, ``attack.total_stages``."""
     from tqdm.auto import tqdm
 

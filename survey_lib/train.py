@@ -2,7 +2,7 @@
 
 - loss from the task: cross-entropy (single-label), BCE-with-logits (multi-label), Dice + CE
   (segmentation); a defense swaps in its own ``loss_fn`` (adversarial training, issue 4).
-- seeding and deterministic flags; cuda > mps > cpu; bf16 autocast and channels_last on CUDA.
+- seeding and deterministic flags; cuda > mps > cpu; channels_last everywhere, bf16 autocast on CUDA.
 - the checkpoint kept is the best on the validation split by ``select_fn`` (AUC by default, as in
   MedMNIST v2; Dice for segmentation); the test split is never looked at during training.
 - every epoch is saved atomically to ``last.pt``, so an interrupted run resumes where it stopped.
@@ -76,9 +76,11 @@ def evaluation_autocast(device: torch.device, precision: str | None = None):
 
 
 def to_device(model: nn.Module, x: torch.Tensor | None, device: torch.device):
-    """Move a model (and a batch) to ``device``; channels_last memory format on CUDA."""
+    """Move a model (and a batch) to ``device`` in channels_last memory format (images and
+    volumes): faster on CUDA and on the CPU too (1.3× for PGD on our models on the 2-core CPU,
+    benchmarks/performance)."""
     fmt = None
-    if device.type == "cuda" and x is not None and x.ndim in (4, 5):
+    if x is not None and x.ndim in (4, 5):
         fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
     model.to(device, memory_format=fmt) if fmt else model.to(device)
     if x is None:

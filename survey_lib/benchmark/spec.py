@@ -38,7 +38,8 @@ class GridSpec:
     Square and SimBA, ``sanity_subset`` for the per-model sanity checks; every subset is
     class-stratified and seeded. ``surrogate_seed``: the seed of the NAT surrogate of the transfer
     attack (never a grid seed). ``extra``: per-dataset overrides of ``defenses``, ``train_eps``,
-    ``eval_eps``, ``seeds`` and ``attacks``."""
+    ``eval_eps``, ``seeds`` and ``attacks``. ``external``: models of your own evaluated beside
+    ours (:mod:`survey_lib.external`), each on its ``datasets``, with the first seed only."""
 
     datasets: tuple[str, ...]
     defenses: tuple[str, ...] = DEFENSES
@@ -61,6 +62,7 @@ class GridSpec:
     surrogate_seed: int = 1000
     size: int = 28
     extra: dict = field(default_factory=dict)
+    external: dict = field(default_factory=dict)  # {"ext_<name>": {"source": ..., "datasets": [...]}}
 
     def __post_init__(self):
         lower = lambda names: tuple(str(n).lower() for n in names)  # noqa: E731
@@ -91,7 +93,9 @@ class GridSpec:
         return self.extra.get(dataset, {}).get(key, getattr(self, key))
 
     def defenses_for(self, dataset: str) -> tuple[str, ...]:
-        return tuple(self._get(dataset, "defenses"))
+        ours = tuple(self._get(dataset, "defenses"))
+        return ours + tuple(d for d, e in self.external.items() if dataset in e["datasets"]
+                            and d not in ours)
 
     def train_eps_for(self, dataset: str):
         return self._get(dataset, "train_eps")
@@ -124,7 +128,8 @@ class GridSpec:
         for kind, valid in (("defense", DEFENSES), ("attack", ATTACKS + SEGMENTATION_ATTACKS
                                                                 + ("sanity",))):
             names = [n for d in self.datasets for n in (self.defenses_for(d) if kind == "defense"
-                                                         else self.attacks_for(d))]
+                                                         else self.attacks_for(d))
+                     if n not in self.external]
             bad = [n for n in names if n not in valid]
             if bad:
                 raise ConfigError(f"Unknown {kind} {bad[0]!r} in the grid spec. Valid {kind}s: "
@@ -173,7 +178,10 @@ def plan(spec: GridSpec) -> list[Cell]:
     for d in spec.datasets:
         for seed in spec.seeds_for(d):
             for defense in spec.defenses_for(d):
-                train_eps = None if defense == "nat" else spec.train_eps_for(d)
+                if defense in spec.external and seed != spec.seeds_for(d)[0]:
+                    continue  # an external model is one model: evaluated once
+                train_eps = None if defense == "nat" or defense in spec.external \
+                    else spec.train_eps_for(d)
                 for attack in spec.attacks_for(d):
                     evals = (None,) if attack in MODEL_CELLS else spec.eval_eps_for(d)
                     cells += [Cell(d, defense, train_eps, seed, attack, e) for e in evals]

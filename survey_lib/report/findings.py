@@ -135,7 +135,7 @@ def survey_findings(rows: list[dict], attack: str = "pgd") -> pd.DataFrame:
                             "ours": f"{c['acc']:.3f} [{c['acc_lo']:.3f}, {c['acc_hi']:.3f}] vs NAT "
                                     f"{cn['acc']:.3f} [{cn['acc_lo']:.3f}, {cn['acc_hi']:.3f}]",
                             "verdict": "established" if costs else "not established"})
-        defended = at.drop(index="nat")
+        defended = at.drop(index=["nat", *[d for d in at.index if d.startswith("ext_")]])
         pairs = [(a, b) for a in defended.index for b in defended.index
                  if defended.loc[a, "acc_lo"] > defended.loc[b, "acc_hi"]]
         out.append({"dataset": dataset, "finding": f"one AT method above another ({attack} acc, "

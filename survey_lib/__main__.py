@@ -64,20 +64,40 @@ def _evaluate(args) -> None:
                     for k, v in metrics.items()))
 
 
+def _profile_and_grid(args):
+    """(profile, grid name): ``--grid`` (default: the profile's own grid) and ``--profile``
+    (default: the grid's profile, else $SURVEY_PROFILE, else cpu)."""
+    from .benchmark import GRIDS
+    from .benchmark.spec import grid_profile
+    from .config import get_profile
+
+    grid = getattr(args, "grid", None)
+    if grid is not None and grid.lower() not in GRIDS:
+        raise ConfigError(f"Unknown grid {grid!r}. Valid grids: {', '.join(GRIDS)}.")
+    profile = get_profile(args.profile or (grid_profile(grid.lower()) if grid else None))
+    name = grid.lower() if grid else profile.name
+    if grid_profile(name) != profile.name:
+        raise ConfigError(f"The grid {name!r} belongs to the {grid_profile(name)!r} profile, not "
+                          f"{profile.name!r}: drop --profile or pick a grid of that profile.")
+    return profile, name
+
+
 def _grid(args, profile, datasets=None):
-    """The profile's grid with the command line's overrides, only the datasets readable here
-    (unless named), and the external models registered in the results folder."""
+    """The grid (``--grid``, else the profile's) with the command line's overrides, only the
+    datasets readable here (unless named), and the external models registered in the results
+    folder."""
     from .benchmark import GRIDS
     from .benchmark.spec import available, configure
     from .external import registered
     from .paths import results_dir
 
+    _, name = _profile_and_grid(args)
     for e in getattr(args, "eps", None) or []:
         validation.linf_eps(e, "benchmark", param="--eps", pixel_option=None)
     if getattr(args, "train_eps", None) is not None:
         validation.linf_eps(args.train_eps, "benchmark", param="--train-eps", pixel_option=None)
-    results = Path(args.results) if args.results else results_dir() / f"benchmark_{profile.name}"
-    spec = configure(GRIDS[profile.name], datasets, getattr(args, "defenses", None),
+    results = Path(args.results) if args.results else results_dir() / f"benchmark_{name}"
+    spec = configure(GRIDS[name], datasets, getattr(args, "defenses", None),
                      getattr(args, "attacks", None), getattr(args, "eps", None),
                      getattr(args, "train_eps", None), getattr(args, "seeds", None))
     if not datasets:  # the profile's datasets: only those that can be read here
@@ -85,7 +105,7 @@ def _grid(args, profile, datasets=None):
         for name, why in skipped.items():
             print(f"skipped {name}: {why} (name it with --datasets to insist)", file=sys.stderr)
         if not spec.datasets:
-            raise ConfigError(f"None of the {profile.name} grid's datasets can be read here "
+            raise ConfigError(f"None of the {name} grid's datasets can be read here "
                               f"({', '.join(skipped)}). Put their files under $SURVEY_DATA_DIR "
                               "(see data/README.md) or pick local ones with --datasets.")
     return spec.replace(external=registered(results)), results
@@ -121,10 +141,9 @@ def _evaluate_external(args) -> None:
     """``evaluate --model-file``: the model through the profile's grid protocol on one dataset; its
     rows beside ours in the results folder, then that folder's tables."""
     from .benchmark import run_grid
-    from .config import get_profile
     from .external import register
 
-    profile = get_profile(args.profile)
+    profile, _ = _profile_and_grid(args)
     _, results = _grid(args, profile)
     name = args.name or Path(args.model_file.split(":")[-1]).stem
     defense = register(results, name, args.model_file, args.dataset)
@@ -138,9 +157,8 @@ def _evaluate_external(args) -> None:
 
 def _benchmark(args) -> None:
     from .benchmark import estimate_seconds, plan, run_grid
-    from .config import get_profile
 
-    profile = get_profile(args.profile)
+    profile, _ = _profile_and_grid(args)
     spec, results = _grid(args, profile, args.datasets)
     cells = plan(spec)
     if args.dry_run:
@@ -241,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="the survey's benchmark grid (defenses × ε × attacks): one "
                        "JSON row per cell, resumable; then tables (CSV/Markdown/LaTeX) and figures")
     p.add_argument("--profile", help=PROFILE_HELP)
-    p.add_argument("--results", help="results folder (default: <results>/benchmark_<profile>, "
+    p.add_argument("--grid", help="which grid of the profile: its classification grid (default, "
+                   "e.g. cpu) or <profile>-seg3d (PH2 segmentation and AdrenalMNIST3D volumes)")
+    p.add_argument("--results", help="results folder (default: <results>/benchmark_<grid>, "
                    "<results> = $SURVEY_RESULTS_DIR, else the checkout's results/); "
                    "finished cells in it are never recomputed")
     p.add_argument("--executor", default="local", help="local (this process) or slurm (one "

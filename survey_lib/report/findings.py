@@ -109,7 +109,8 @@ def survey_findings(rows: list[dict], attack: str = "pgd") -> pd.DataFrame:
     out = []
     for dataset, d in summary.groupby("dataset"):
         if "acc" not in d or d["acc"].isna().all():
-            continue
+            continue  # segmentation: Dice, in the tables
+        d = d[d["acc"].notna()]
         eps = d["eval_eps"].max()
         at = d[(d["eval_eps"] == eps) & (d["attack"] == attack)].set_index("defense")
         clean = d[d["attack"] == "clean"].set_index("defense")

@@ -109,4 +109,4 @@ def test_results_text_is_generated_from_the_rows():
     assert "pgd_at (ε=8): under PGD 0.710 ± 0.014" in text
     assert "PGD-AT − fast AT under PGD: +0.060" in text
     assert "NAT pgd accuracy near 0 at ε=8 — **established**" in text
-    assert "0 of 3 models pass every check, 3 not fully checked" in text
+    assert "0 of 6 models pass every check, 6 not fully checked" in text

@@ -19,7 +19,7 @@ def row(defense="nat", attack="pgd", eps=8, seed=0, correct=None, pred=None, dat
     m = label_metrics(y, pred, 2)
     return {"dataset": dataset, "defense": defense, "train_eps": None if defense == "nat" else 8,
             "seed": seed, "attack": attack, "eval_eps": None if attack == "clean" else eps,
-            "attack_config": f"{attack}-config", "n": len(y), "subset": None, "index": index,
+            "attack_config": f"{attack}(steps=20)", "n": len(y), "subset": None, "index": index,
             "pred": "".join(map(str, pred)), "y": "".join(map(str, y)), "clean_acc": m["acc"],
             "clean_bacc": m["bacc"], "auc": None, **{k: m[k] for k in (
                 "acc", "bacc", "macro_precision", "macro_recall", "macro_f1", "shares", "collapsed",

@@ -7,6 +7,8 @@ bootstrap interval over test images; "not established" where intervals overlap.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from .findings import difference, sanity_table, survey_findings
@@ -34,7 +36,8 @@ def dataset_lines(rows: list[dict], summary: pd.DataFrame, dataset: str) -> list
     pgd = d[(d["attack"] == "pgd") & (d["eval_eps"] == eps)].set_index("defense")
     clean = d[d["attack"] == "clean"].set_index("defense")
     seeds = int(d["seeds"].max())
-    out = [f"**{dataset}** ({seeds} seed{'s' if seeds > 1 else ''}; PGD-20 at ε = {eps:g}/255, "
+    steps = re.search(r"steps=(\d+)", pgd["attack_config"].iloc[0]).group(1) if len(pgd) else "?"
+    out = [f"**{dataset}** ({seeds} seed{'s' if seeds > 1 else ''}; PGD-{steps} at ε = {eps:g}/255, "
            f"n = {int(pgd['n'].iloc[0]) if len(pgd) else 0}; mean ± std over seeds [95% interval "
            "over test images]):"]
     if "nat" in pgd.index:

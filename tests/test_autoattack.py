@@ -1,8 +1,8 @@
 """FAB, FAB-T and the standard AutoAttack: FAB's box-constrained projection is the linear program's
-optimum; FAB and FAB-T agree with torchattacks' (robust accuracy within 3 points, median minimal
-perturbation within a factor 1.25) on a small CNN trained on real RetinaMNIST; the standard AutoAttack is at
-least as strong as each of its stages alone; the names say exactly what ran and a reduced cascade is
-never called AutoAttack; bad settings raise ConfigError."""
+optimum; FAB and FAB-T agree with torchattacks' (share broken within 2, 4, 8/255 within 3 points,
+median minimal perturbation within a factor 1.25) on a small CNN trained on real RetinaMNIST; the
+names say exactly what ran and a reduced cascade is never called AutoAttack; bad settings raise
+ConfigError."""
 
 import dataclasses
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from survey_lib.attacks import AALite, AutoAttack, make_attack
+from survey_lib.attacks import AALite, make_attack
 from survey_lib.attacks.fab import project_on_hyperplane_linf
 from survey_lib.config import get_profile
 from survey_lib.errors import ConfigError
@@ -103,20 +103,6 @@ def test_fab_returns_small_successful_perturbations_or_the_image(retina):
     norms = linf(x_adv, x)[changed]
     assert norms.max() <= eps / 255 + 1e-6
     assert norms.median() < 0.75 * eps / 255
-
-
-def test_standard_autoattack_at_least_as_strong_as_each_stage(retina):
-    """On 16 images at 2/255 (the full standard budgets: the slowest test of this file)."""
-    model, x, y = retina
-    x, y = x[:16], y[:16]
-    aa = AutoAttack(eps=2)
-    robust = accuracy(model, aa(model, x, y), y)
-    assert [name for name, _ in aa.stages] == ["clean", "apgd_ce", "apgd_t", "fab_t", "square"]
-    counts = [n for _, n in aa.stages]
-    assert counts == sorted(counts, reverse=True) and robust == pytest.approx(counts[-1] / 16)
-    for stage in aa.attacks_for(5):
-        assert robust <= accuracy(model, stage(model, x, y), y), stage.name
-    assert robust < counts[0] / 16 - 0.1
 
 
 def test_names_say_what_ran():

@@ -255,8 +255,9 @@ def describe(spec: GridSpec) -> str:
                "8), run to the end (its AUC is reported)",
         "cw": f"CW-margin PGD with {spec.cw_steps} steps (stops on fooled images: no AUC)",
         "autoattack": f"the standard AutoAttack on {subset(spec.slow_subset)}",
-        "aa_lite": f"AA-lite (APGD-CE-{spec.aa_steps} then Square-{spec.aa_square}: a reduced "
-                   f"cascade, not the standard AutoAttack) on {subset(spec.slow_subset)}",
+        "aa_lite": f"AA-lite (APGD-CE-{spec.aa_steps}, APGD-T-9×{spec.aa_steps} where a dataset has "
+                   f"≥ 3 classes, then Square-{spec.aa_square}: a reduced cascade, not the standard "
+                   f"AutoAttack) on {subset(spec.slow_subset)}",
         "square": f"Square ({spec.square_queries} queries) on {subset(spec.slow_subset)}",
         "simba": f"SimBA ({spec.simba_steps} pixels) on {subset(spec.slow_subset)}",
         "transfer": f"transfer: PGD-{spec.pgd_steps} examples crafted on a NAT surrogate of seed "

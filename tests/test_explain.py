@@ -1,8 +1,8 @@
 """Attribution: Grad-CAM finds the evidence of a model built to look at one quadrant and equals CAM
-(Zhou et al. 2016) on a SmallCNN; saliency equals the autograd input gradient; map correlations
-match NumPy/SciPy, are 1 for an unchanged image and below 1 after PGD on a real small model; the
-model's mode, BatchNorm buffers and parameter gradients and the inputs are left alone; bad input
-gets a survey_lib error."""
+(Zhou et al. 2016) on SmallCNN, ResNet18 and CNN3D; saliency equals the autograd input gradient;
+map correlations match NumPy/SciPy, are 1 for an unchanged image and below 1 after PGD on a real
+small model; the model's mode, BatchNorm buffers and parameter gradients and the inputs are left
+alone; bad input gets a survey_lib error."""
 
 import numpy as np
 import pytest
@@ -66,25 +66,33 @@ def test_gradcam_finds_the_quadrant_that_holds_the_evidence():
     assert signed[:, :14, 14:].mean() < 0
 
 
-def test_gradcam_equals_cam_on_smallcnn():
-    """For global average pooling + a linear head, Grad-CAM = Σ_k w_yk A^k / (h·w) (Selvaraju et al.
-    2017, Sec. 3.1), with A the last conv block's output (7×7 at 28 px), upsampled."""
+@pytest.mark.parametrize("name,layer,shape", [
+    ("smallcnn", lambda m: m.features[6], (4, 1, 28, 28)),  # the last conv block, 7×7
+    ("resnet18", lambda m: m.features[-3], (4, 1, 28, 28)),  # the last residual block, 4×4
+    ("cnn3d", lambda m: m.features[4], (2, 1, 28, 28, 28)),  # the last conv block, 7×7×7
+], ids=["smallcnn", "resnet18", "cnn3d"])
+def test_gradcam_equals_cam(name, layer, shape):
+    """For global average pooling + a linear head, Grad-CAM = Σ_k w_yk A^k / (number of positions)
+    (Selvaraju et al. 2017, Sec. 3.1), with A the output of the block before the pooling,
+    upsampled (bilinear in 2D, trilinear in 3D) to the input size."""
     torch.manual_seed(0)
-    model = SmallCNN(1, 3, 8).eval()
-    x, target = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 1])
+    model = build_model(name, 1, 3, 4 if name == "cnn3d" else 8).eval()
+    x, target = torch.rand(*shape), torch.tensor([0, 1, 2, 1])[:shape[0]]
     feats = {}
-    handle = model.features[6].register_forward_hook(lambda m, i, o: feats.update(a=o.detach()))
+    handle = layer(model).register_forward_hook(lambda m, i, o: feats.update(a=o.detach()))
     with torch.no_grad():
         model(x)
     handle.remove()
     a = feats["a"]
-    cam = torch.einsum("nk,nkhw->nhw", model.head.weight[target].detach(), a) / (a.shape[-1] * a.shape[-2])
-    expected = nn.functional.interpolate(cam[:, None], (28, 28), mode="bilinear")[:, 0]
+    cam = torch.einsum("nk,nk...->n...", model.head.weight[target].detach(), a) / a[0, 0].numel()
+    mode = "bilinear" if len(shape) == 4 else "trilinear"
+    expected = nn.functional.interpolate(cam[:, None], shape[2:], mode=mode)[:, 0]
     got = explain.gradcam(model, x, target, signed=True)
     assert torch.allclose(got, expected, atol=1e-6)
     shown = explain.gradcam(model, x, target)
-    peak = expected.clamp_min(0).flatten(1).amax(1).view(-1, 1, 1)
-    assert torch.allclose(shown, expected.clamp_min(0) / peak, atol=1e-5)
+    relu = expected.clamp_min(0)
+    peak = relu.flatten(1).amax(1).view(-1, *[1] * (relu.ndim - 1))
+    assert torch.allclose(shown, relu / peak, atol=1e-5)
 
 
 def test_saliency_equals_the_autograd_input_gradient():

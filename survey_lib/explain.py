@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .attacks.base import frozen
-from .data import Split
+from .data import Split, stratified_indices
 from .errors import ConfigError
 from .metrics import predictions
 from .train import predict
@@ -143,24 +143,6 @@ def map_correlation(a: torch.Tensor, b: torch.Tensor, method: str = "pearson") -
     raise ConfigError(f"map_correlation: unknown method {method!r}. Valid: pearson, spearman.")
 
 
-def stratified_indices(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` indices drawn without replacement in the class proportions of ``y`` (largest
-    remainders), seeded, sorted; all of them when ``n ≥ len(y)``."""
-    if n >= len(y):
-        return torch.arange(len(y))
-    gen = torch.Generator().manual_seed(seed)
-    classes, counts = y.unique(return_counts=True)
-    quota = counts.double() * n / len(y)
-    take = quota.floor().long()
-    for i in (quota - quota.floor()).argsort(descending=True)[:n - int(take.sum())].tolist():
-        take[i] += 1
-    out = []
-    for c, k in zip(classes.tolist(), take.tolist()):
-        idx = (y == c).nonzero()[:, 0]
-        out.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
-    return torch.cat(out).sort().values
-
-
 def _require_single_label(split: Split, what: str) -> None:
     if not isinstance(split, Split) or split.y.ndim != 1 or split.y.is_floating_point():
         task = split.info.task if isinstance(split, Split) else type(split).__name__
@@ -208,17 +190,6 @@ def explanation_stability(model: nn.Module, split: Split, attack, n: int = 200, 
     out = pd.DataFrame({"index": idx.tolist(), "label": y.tolist(), **rows})
     out.insert(4, "flipped", out["pred_adv"] != out["pred_clean"])
     return out
-
-
-def bootstrap_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) == 0 or not np.isfinite(v).all():
-        raise ConfigError(f"bootstrap_ci: needs finite values; got {len(v)} values, "
-                          f"{int((~np.isfinite(v)).sum())} not finite. Drop undefined ones first.")
-    means = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
 
 
 # ----------------------------------------------------------------------------- figure

@@ -145,25 +145,6 @@ def test_stability_is_one_for_unchanged_images_and_below_after_pgd(breast):
     assert (pgd["flipped"] == (pgd["pred_clean"] != pgd["pred_adv"])).all()
 
 
-def test_stratified_indices_keep_class_proportions_and_seed():
-    y = torch.tensor([0] * 70 + [1] * 20 + [2] * 10)
-    idx = explain.stratified_indices(y, 30, seed=3)
-    assert len(idx) == 30 and len(set(idx.tolist())) == 30
-    assert torch.bincount(y[idx]).tolist() == [21, 6, 3]
-    assert idx.equal(explain.stratified_indices(y, 30, seed=3))
-    assert not idx.equal(explain.stratified_indices(y, 30, seed=4))
-    assert torch.bincount(y[explain.stratified_indices(y, 7)]).tolist() == [5, 1, 1]
-    assert explain.stratified_indices(y, 500).equal(torch.arange(100))
-
-
-def test_bootstrap_interval_covers_the_mean_with_the_normal_width():
-    v = np.random.default_rng(0).normal(0.3, 0.2, 400)
-    lo, hi = explain.bootstrap_ci(v)
-    assert lo < v.mean() < hi
-    assert hi - lo == pytest.approx(2 * 1.96 * v.std() / np.sqrt(len(v)), rel=0.15)
-    assert explain.bootstrap_ci([0.5] * 10) == (0.5, 0.5)
-
-
 def test_model_mode_gradients_and_inputs_are_left_alone(breast):
     model, test = breast
     model.train().zero_grad(set_to_none=True)

@@ -31,13 +31,13 @@ import torch
 from survey_lib.attacks import make_attack
 from survey_lib.defenses import make_defense
 from survey_lib.explain import (
-    bootstrap_ci,
     explanation_figure,
     explanation_stability,
     gradcam,
     map_correlation,
     saliency,
 )
+from survey_lib.metrics import mean_interval
 from survey_lib.paths import BENCHMARKS
 from survey_lib.train import load_dataset, train_baseline
 
@@ -83,7 +83,7 @@ def describe(df: pd.DataFrame) -> dict:
         v = df[m].to_numpy()
         out[f"{m}_undefined"] = int(np.isnan(v).sum())
         v = v[~np.isnan(v)]
-        lo, hi = bootstrap_ci(v)
+        lo, hi = mean_interval(v)
         out.update({f"{m}_mean": v.mean(), f"{m}_std": v.std(ddof=1), f"{m}_lo": lo, f"{m}_hi": hi})
     for name, rows in (("kept", df[~df.flipped]), ("flipped", df[df.flipped])):
         out[f"cam_pearson_{name}_n"] = len(rows)
@@ -117,7 +117,7 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
             for m in ("cam_pearson", "saliency_pearson"):
                 d = a[m].to_numpy() - b[m].to_numpy()
                 d = d[~np.isnan(d)]
-                lo, hi = bootstrap_ci(d)
+                lo, hi = mean_interval(d)
                 row.update({f"{m}_mean": d.mean(), f"{m}_std": d.std(ddof=1), f"{m}_lo": lo,
                             f"{m}_hi": hi})
             extra.append(row)

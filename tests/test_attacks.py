@@ -28,6 +28,9 @@ SMOKE_KW = {
     "uap": {"steps": 1}, "patch": {"steps": 1}, "seg_pgd_ce": {"steps": 2}, "seg_pgd_dice": {"steps": 2},
     "eot_pgd": {"steps": 2, "samples": 2},
 }
+# minimum-norm attacks return x itself unless they find a boundary point within ε, which the
+# near-constant smoke RetinaMNIST model does not offer even at 128/255: they get a trained model
+MIN_NORM = {"fab", "fab_t"}
 # attacks that only ever move the loss up from the clean point (accuracy cannot rise)
 GRADIENT = {"fgsm", "pgd", "eot_pgd", "pgd_l2", "bim", "mifgsm", "cw_pgd", "cw_l2", "deepfool", "apgd_ce",
             "apgd_dlr", "apgd_t", "autoattack", "aa_lite", "fab", "fab_t", "square", "simba"}
@@ -86,10 +89,13 @@ def assert_within_budget(attack, x, x_adv):
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_every_registered_attack_smoke(name, retina, ph2, real_root):
+def test_every_registered_attack_smoke(name, retina, ph2, real_root, request):
     attack_kw = dict(SMOKE_KW.get(name, {}))
     cls = ATTACKS[name]
     model, x, y = ph2 if cls.task == "segmentation" else retina
+    if name in MIN_NORM:
+        model, x, y = request.getfixturevalue("pneumonia")
+        x, y = x[:32], y[:32]
     if name == "transfer":
         attack_kw["surrogate"] = train_baseline("retinamnist", "smoke", seed=1, root=real_root,
                                                 progress=False)[0]

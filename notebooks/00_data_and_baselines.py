@@ -106,4 +106,4 @@ fig = plot_baselines(records)
 # %%
 from survey_lib.paths import committed  # noqa: E402
 
-display(Markdown(committed("baselines_cpu.md").read_text()))
+display(Markdown(committed("baselines_cpu/baselines_cpu.md").read_text()))

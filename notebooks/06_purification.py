@@ -142,11 +142,12 @@ display(Markdown(f"Largest overstatement by the naive evaluation: "
 
 # %% [markdown]
 # ## 3 · The committed cpu-profile numbers
-# `benchmarks/defenses_other_cpu.py` runs this evaluation (and notebooks 07–08's) with the cpu
-# profile; its results are committed in `benchmarks/defenses_other_cpu.md`.
+# `benchmarks/defenses_other_cpu/defenses_other_cpu.py` runs this evaluation (and notebooks 07–08's)
+# with the cpu
+# profile; its results are committed in `benchmarks/defenses_other_cpu/defenses_other_cpu.md`.
 
 # %%
-bench = pd.read_csv(committed("defenses_other_cpu.csv"))
+bench = pd.read_csv(committed("defenses_other_cpu/defenses_other_cpu.csv"))
 bench[bench.section == "purification"]
 
 # %% [markdown]

@@ -118,9 +118,9 @@ display(Markdown("AUROC by attack and detector:\n\n" + pivot.round(3).to_markdow
 
 # %% [markdown]
 # ## 3 · The committed cpu-profile numbers
-# From `benchmarks/defenses_other_cpu.py` (command, wall times and machine in
-# `benchmarks/defenses_other_cpu.md`).
+# From `benchmarks/defenses_other_cpu/defenses_other_cpu.py` (command, wall times and machine in
+# `benchmarks/defenses_other_cpu/defenses_other_cpu.md`).
 
 # %%
-bench = pd.read_csv(committed("defenses_other_cpu.csv"))
+bench = pd.read_csv(committed("defenses_other_cpu/defenses_other_cpu.csv"))
 bench[bench.section == "detection"]

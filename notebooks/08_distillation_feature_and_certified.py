@@ -152,9 +152,9 @@ fig.tight_layout()
 
 # %% [markdown]
 # ## 4 · The committed cpu-profile numbers
-# From `benchmarks/defenses_other_cpu.py` (command, wall times and machine in
-# `benchmarks/defenses_other_cpu.md`).
+# From `benchmarks/defenses_other_cpu/defenses_other_cpu.py` (command, wall times and machine in
+# `benchmarks/defenses_other_cpu/defenses_other_cpu.md`).
 
 # %%
-bench = pd.read_csv(committed("defenses_other_cpu.csv"))
+bench = pd.read_csv(committed("defenses_other_cpu/defenses_other_cpu.csv"))
 bench[bench.section != "purification"]

@@ -10,30 +10,44 @@
 # # 09 · The survey's benchmark, regenerated
 #
 # The survey (Dong et al. 2024, Sec. 6) compares undefended training (NAT) with PGD-AT, TRADES,
-# MART and HAT under FGSM, PGD, CW, AutoAttack and Square at ε ∈ {1, 2, 4, 8}/255. This notebook
-# runs that grid (or loads it: finished cells are never recomputed) for the chosen profile and
-# regenerates every table and figure. All evaluations here are **white-box** except Square
-# (**query-based** black-box); AutoAttack is the cascade APGD (+ targeted APGD / DLR where the
-# class count allows) + Square.
+# MART, HAT and fast AT under FGSM, PGD, CW, AutoAttack and Square at ε ∈ {1, 2, 4, 8}/255. This
+# notebook runs that grid for the chosen profile (or loads it: finished cells are never recomputed)
+# and regenerates its tables, figures, sanity checks and findings.
 #
-# The same grid runs from the command line, resumable and on a Slurm cluster:
-# `python -m survey_lib benchmark --profile cpu [--executor slurm]`.
+# - **White-box**: FGSM, PGD-20, CW (margin loss, 30 steps) and AutoAttack. The `paper` grid runs
+#   the *standard* AutoAttack (APGD-CE, APGD-T, FAB-T, Square-5000); the `cpu` and `smoke` grids run
+#   a reduced cascade named **AA-lite** with its budgets (e.g. "AA-lite(APGD-CE-20, Square-300)")
+#   on a class-stratified subset — never called AutoAttack.
+# - **Black-box**: Square and SimBA (query-based), and transfer from a NAT surrogate of another seed.
+# - **Every number** is a mean ± std over seeds with a 95% interval over test images; every accuracy
+#   comes with balanced accuracy, and the tables mark collapsed models (†) and models under the
+#   majority-class rate (‡).
+#
+# The same grid runs from the command line, resumable, on several processes or on a Slurm cluster:
+# `python -m survey_lib benchmark --profile cpu [--seeds 0 1 2] [--workers 2] [--executor slurm]`.
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
-from survey_lib.benchmark import GRIDS, gallery, load_rows, plan, run_grid
+from survey_lib.attacks import make_attack
+from survey_lib.benchmark import GRIDS, gallery, load_rows, plan, run_grid, train_model
+from survey_lib.benchmark.spec import configure, describe
 from survey_lib.config import get_profile
+from survey_lib.explain import explanation_figure
 from survey_lib.paths import committed, results_dir
 from survey_lib.report import (
-    benchmark_table,
     plot_benchmark,
     plot_gallery,
+    results_markdown,
+    sanity_table,
     save_benchmark_tables,
     save_figures,
+    summarise,
     survey_findings,
+    survey_table,
 )
+from survey_lib.train import load_dataset
 
 # %% tags=["parameters"]
 PROFILE = None  # "smoke" | "cpu" | "paper"; None: $SURVEY_PROFILE, else cpu
@@ -43,80 +57,99 @@ profile = get_profile(PROFILE)
 spec = GRIDS[profile.name]
 results = results_dir() / f"benchmark_{profile.name}"
 print(f"profile {profile.name}: {len(plan(spec))} cells → {results.resolve()}")
+print(describe(spec))
 
 # %% [markdown]
 # ## Run (or resume) the grid
-# Each cell writes one JSON row; interrupt this cell at any time and run it again to resume.
+# Each cell writes one JSON row; interrupt this cell at any time and run it again to resume. Rows
+# that do not match their path or the grid (another profile, an edited file) are reported and
+# never used.
 
 # %%
-rows = run_grid(spec, results, profile)
-rows_on_disk, problems = load_rows(results)
+run_grid(spec, results, profile)
+rows, problems = load_rows(results, spec, profile)
 print(f"{len(rows)} rows", *problems, sep="\n")
 
 # %% [markdown]
-# ## Tables: robust accuracy and robust balanced accuracy
-# Rows are defenses, columns attack × ε (/255). Read the balanced-accuracy table beside the
-# accuracy one: a model that predicts the majority class everywhere has a high "robust accuracy"
-# and a balanced accuracy of 0.5 († marks such collapsed models in the saved tables).
+# ## Tables in the survey's layout
+# One table per dataset: rows are models (defense and training ε), column groups are attack × ε
+# (/255), accuracy and balanced accuracy side by side. Read them together: a model that predicts
+# the majority class everywhere keeps a high accuracy and a balanced accuracy near 1/K.
 
 # %%
+summary = summarise(rows)
 for dataset in spec.datasets:
     display(Markdown(f"### {dataset}"))
-    display(benchmark_table(rows, dataset, "robust_acc").round(3))
-    display(benchmark_table(rows, dataset, "robust_bacc").round(3))
+    display(survey_table(summary, dataset))
 
 # %%
-paths = save_benchmark_tables(rows, results / "tables")
+paths = save_benchmark_tables(rows, results / "tables", describe(spec))
 figs = plot_benchmark(rows)
-figs["gallery"] = plot_gallery(gallery(spec, profile))
+if examples := gallery(spec, profile):
+    figs["gallery"] = plot_gallery(examples)
 paths += save_figures(figs, results / "figures")
 print(f"saved {len(paths)} files under {results}")
 
 # %% [markdown]
-# *Figures:* robust accuracy falls with ε for every model, far faster for NAT; the trade-off plot
-# puts each model at (clean accuracy, PGD robust accuracy); the cost bars show what adversarial
-# training and the slow attacks (AutoAttack, Square) cost; the gallery shows test images with the
-# predictions of NAT and PGD-AT before and after white-box PGD (red: wrong).
+# *Figures:* robust accuracy against ε with its interval band; the trade-off between clean and
+# PGD robust accuracy; what each column costs; a gallery of test images the NAT model classifies
+# correctly and confidently, with the predictions of NAT and PGD-AT before and after white-box PGD
+# at the largest ε (red: wrong).
 #
+# ## Sanity checks against gradient masking
+# Carlini et al. (2019) list what a defended model's numbers must satisfy. For every model: robust
+# accuracy non-increasing in ε; PGD-100 with 5 restarts within 1 point of PGD-20 (else "attack not
+# converged"); ε = 64/255 leaves ≤ 5% (else "possible masking"); black-box and transfer accuracy ≥
+# white-box accuracy. A failing check is listed here, never hidden.
+
+# %%
+sanity_table(rows)
+
+# %% [markdown]
 # ## What reproduces
-# The survey's qualitative findings, each checked against our rows at the largest ε of the grid.
-# In the `smoke` profile the models are trained for one epoch on a few hundred images, so these
-# lines mean little there; run the `cpu` profile for real numbers.
+# The survey's qualitative findings, checked against these rows: an effect is claimed only when the
+# 95% intervals separate, otherwise the verdict is "not established". In the `smoke` profile the
+# models are trained for one epoch on a few hundred images, so the verdicts mean little there.
 
 # %%
 survey_findings(rows)
 
 # %% [markdown]
-# ## Summary: what reproduces on our data (the committed cpu-profile run)
-# The rows of `make main` (the `cpu` grid, 20 min on a 2-core CPU) are committed under
-# `benchmarks/benchmark_cpu/`, so this section shows real numbers in every profile. The survey's
-# qualitative findings, checked on them (white-box PGD-20 at the grid's ε; AutoAttack below):
+# ## Do robust models keep their explanation under attack?
+# Grad-CAM (Selvaraju et al. 2017) and input-gradient saliency (Simonyan et al. 2014) of the NAT
+# and PGD-AT models of this grid, on clean images and their PGD versions at the largest ε; the
+# titles give the predictions and the clean-vs-adversarial correlation of each map.
 
 # %%
-cpu_rows = load_rows(committed("benchmark_cpu/rows"))[0]
-if cpu_rows:
-    display(survey_findings(cpu_rows))
-    display(survey_findings(cpu_rows, "autoattack"))
-    display(pd.DataFrame(cpu_rows).query("attack == 'autoattack'")[
-        ["dataset", "defense", "eps", "clean_acc", "clean_bacc", "robust_acc", "robust_bacc",
-         "collapsed"]].round(3))
+dataset = next(d for d in spec.datasets if "pgd_at" in spec.defenses_for(d))
+eps = max(spec.eval_eps_for(dataset))
+models = {"NAT": train_model(dataset, "nat", None, spec.seeds[0], profile)[0],
+          "PGD-AT": train_model(dataset, "pgd_at", spec.train_eps_for(dataset), spec.seeds[0],
+                                profile)[0]}
+test = load_dataset(dataset, splits=("test",))["test"]
+explanation_figure(models, test, make_attack("pgd", eps=eps, steps=20), k=2,
+                   title=f"{dataset}, PGD-20 at ε = {eps:g}/255")
 
 # %% [markdown]
-# **What reproduces, in numbers (cpu profile, SmallCNN, 28 px).**
-#
-# - *Undefended models break at 8/255.* PneumoniaMNIST NAT: PGD-20 and AutoAttack accuracy 0.000
-#   (clean 0.880). RetinaMNIST NAT: PGD-20 0.105 with balanced accuracy 0.048 — the few survivors
-#   are almost all one class. BreastMNIST was run at 2/255 only (its adversarial training collapses
-#   at 8/255), where NAT keeps 0.526 (bACC 0.412): 2/255 is too small a budget to reach 0.
-# - *Adversarial training is far more robust.* PneumoniaMNIST at 8/255: all five methods keep PGD-20
-#   accuracy 0.65–0.69 (bACC 0.61–0.66) and AutoAttack 0.57–0.63, against 0.000 for NAT. BreastMNIST
-#   at 2/255: HAT 0.795 (bACC 0.732) and TRADES 0.801 (0.684) against NAT 0.526 (0.412), none
-#   collapsed. RetinaMNIST PGD-AT (4 epochs): 0.395 vs 0.105, but its balanced accuracy (0.235) shows
-#   a weak model — the finding holds only partly there.
-# - *It costs clean accuracy:* PneumoniaMNIST 0.825–0.864 vs 0.880; RetinaMNIST 0.435–0.44 vs 0.50;
-#   BreastMNIST on average (−0.038), although HAT matches NAT there.
-# - *Which method is best* depends on the dataset and the attack (MART on PneumoniaMNIST, HAT and
-#   TRADES on BreastMNIST), and the differences between the five methods (a few points) are within
-#   what one seed and 100-image AutoAttack subsets can resolve; the survey's ranking (HAT strongest)
-#   is not established by this small-CNN run. The `paper` profile (ResNet-18, 100 epochs, GPU) is
-#   where that comparison belongs.
+# The committed study (`benchmarks/explanations/`, its README states the models, n and machine)
+# measures the same on the cpu-profile models: per image, the Pearson correlation between the
+# Grad-CAM of a clean image and of its PGD version, mean with its 95% interval over test images.
+
+# %%
+explained = pd.read_csv(committed("explanations/summary.csv"))
+explained[["dataset", "model", "seed", "n", "clean_acc", "robust_acc", "cam_pearson_mean",
+           "cam_pearson_lo", "cam_pearson_hi"]].round(3)
+
+# %% [markdown]
+# ## The committed cpu-profile run
+# The rows of `make main` (the `cpu` grid) are committed under `benchmarks/benchmark_cpu/`, so this
+# section shows real numbers in every profile. The text below is generated from those rows (as is
+# the README's results section), never typed by hand; its README gives the command, machine and
+# wall time.
+
+# %%
+cpu_spec = configure(GRIDS["cpu"], seeds=(0, 1, 2))
+cpu_rows, cpu_problems = load_rows(committed("benchmark_cpu"), cpu_spec, get_profile("cpu"))
+print(f"{len(cpu_rows)} of {len(plan(cpu_spec))} cells of the three-seed cpu grid committed",
+      *cpu_problems, sep="\n")
+display(Markdown(results_markdown(cpu_rows)))

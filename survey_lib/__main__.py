@@ -115,7 +115,14 @@ def _report(spec, results: Path, profile, argv, examples: bool) -> None:
     """Tables and figures of a results folder's rows of ``spec`` (the gallery when ``examples``)."""
     from .benchmark import gallery, grid_wall_seconds, load_rows, read_run_log
     from .benchmark.spec import describe
-    from .report import plot_benchmark, plot_gallery, provenance, save_benchmark_tables, save_figures
+    from .report import (
+        plot_benchmark,
+        plot_gallery,
+        provenance,
+        results_markdown,
+        save_benchmark_tables,
+        save_figures,
+    )
 
     rows, problems = load_rows(results, spec, profile)
     for problem in problems:
@@ -134,6 +141,8 @@ def _report(spec, results: Path, profile, argv, examples: bool) -> None:
     if examples and (found := gallery(spec, profile)):  # the models are in this machine's cache
         figs["gallery"] = plot_gallery(found)
     paths += save_figures(figs, results / "figures")
+    (results / "results.md").write_text(results_markdown(rows))  # the README quotes it (a test checks)
+    paths.append(results / "results.md")
     print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
 
 

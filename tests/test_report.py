@@ -110,3 +110,24 @@ def test_results_text_is_generated_from_the_rows():
     assert "PGD-AT − fast AT under PGD: +0.060" in text
     assert "NAT pgd accuracy near 0 at ε=8 — **established**" in text
     assert "0 of 6 models pass every check, 6 not fully checked" in text
+    assert "No result rows" in results_markdown([])
+
+
+def test_committed_results_text_matches_the_committed_rows():
+    """benchmarks/benchmark_cpu/results.md is results_markdown of the committed rows, and the
+    README and the run's README quote it verbatim (numbers are never typed by hand)."""
+    from survey_lib.benchmark import GRIDS, load_rows
+    from survey_lib.benchmark.spec import configure
+    from survey_lib.config import get_profile
+    from survey_lib.paths import ROOT, committed
+    from survey_lib.report import results_markdown
+
+    run = committed("benchmark_cpu")
+    rows, problems = load_rows(run, configure(GRIDS["cpu"], seeds=(0, 1, 2)), get_profile("cpu"))
+    assert not problems
+    text = (run / "results.md").read_text()
+    assert text == results_markdown(rows), "rerun `python -m survey_lib benchmark --report-only " \
+        "--profile cpu --seeds 0 1 2 --results benchmarks/benchmark_cpu`"
+    for readme in (ROOT / "README.md", run / "README.md"):
+        block = readme.read_text().split("<!-- results:begin -->\n")[1].split("<!-- results:end -->")[0]
+        assert block == text, f"copy benchmarks/benchmark_cpu/results.md into {readme.name}'s results block"

@@ -63,6 +63,8 @@ def dataset_lines(rows: list[dict], summary: pd.DataFrame, dataset: str) -> list
 def results_markdown(rows: list[dict]) -> str:
     """The run's results: per dataset, NAT and every AT model under PGD at the largest ε with
     their intervals; the survey's findings with their verdicts; the sanity checks that failed."""
+    if not rows:
+        return "_No result rows: nothing to report yet._\n"
     summary = summarise(rows)
     lines = []
     classification = [d for d in sorted(summary["dataset"].unique())

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from survey_lib.data import task_info
 from survey_lib.defenses import make_defense
 from survey_lib.report import provenance
 
@@ -42,6 +43,28 @@ def run(dataset, method, eps, epochs, balanced, seed) -> dict:
             "val_robust_bacc_by_epoch": " ".join(f"{e['adv_bacc']:.2f}" for e in log)}
 
 
+def plot(df: pd.DataFrame, dataset: str, eps: float, out: Path) -> None:
+    """Validation robust bACC per epoch, one line per run, chance (1/K) dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chance = 1 / task_info(dataset).num_classes
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for _, r in df.iterrows():
+        curve = [float(v) for v in r["val_robust_bacc_by_epoch"].split()]
+        ax.plot(range(1, len(curve) + 1), curve, alpha=0.7, marker=".",
+                label=f"{r['method']} {r['epochs']} ep, bal {r['balanced']:g}, seed {r['seed']}")
+    ax.axhline(chance, ls=":", c="grey", label=f"chance (1/{round(1 / chance)})")
+    ax.set(xlabel="epoch", ylabel="validation robust bACC (PGD-10)", ylim=(0, 1),
+           title=f"{dataset} ε={eps:g}/255: validation robust bACC per epoch")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="breastmnist")
@@ -51,7 +74,10 @@ def main(argv=None) -> None:
     p.add_argument("--balanced", nargs="+", type=float, default=[0.5, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--name", default="at_budget", help="stem of the output files")
+    p.add_argument("--plot-only", action="store_true", help="redraw <name>.png from <name>.csv")
     args = p.parse_args(argv)
+    if args.plot_only:
+        return plot(pd.read_csv(OUT / f"{args.name}.csv"), args.dataset, args.eps, OUT / f"{args.name}.png")
     rows = [run(args.dataset, m, args.eps, e, b, s) for m, e, b, s in
             itertools.product(args.method, args.epochs, args.balanced, args.seeds)]
     df = pd.DataFrame(rows)
@@ -67,22 +93,7 @@ def main(argv=None) -> None:
         provenance(command) + f" Validation split only ({args.dataset}); PGD-10 on the validation "
         "images picks the checkpoint (robust bACC) and gives these numbers.\n\n"
         + agg.to_markdown(index=False) + "\n\nPer run:\n\n" + df.to_markdown(index=False) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for _, r in df.iterrows():
-        curve = [float(v) for v in r["val_robust_bacc_by_epoch"].split()]
-        ax.plot(range(1, len(curve) + 1), curve, alpha=0.7,
-                label=f"{r['method']} {r['epochs']} ep, bal {r['balanced']:g}, seed {r['seed']}")
-    ax.axhline(0.5, ls=":", c="grey")
-    ax.set(xlabel="epoch", ylabel="validation robust bACC (PGD-10)", ylim=(0.3, 1),
-           title=f"{args.dataset} ε={args.eps:g}/255: validation robust bACC per epoch")
-    ax.legend(fontsize=5, ncol=2)
-    fig.tight_layout()
-    fig.savefig(OUT / f"{args.name}.png", dpi=120)
+    plot(df, args.dataset, args.eps, OUT / f"{args.name}.png")
     print(agg.to_string(index=False), f"threads={torch.get_num_threads()}")
 
 

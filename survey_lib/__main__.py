@@ -54,6 +54,8 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from .train import evaluate, load_dataset, train_baseline
 
+    if args.model_file:
+        return _evaluate_external(args)
     model, record = train_baseline(args.dataset, args.profile, args.size, args.seed, args.root)
     split = load_dataset(args.dataset, args.size, args.root)[args.split]
     metrics = evaluate(model, split)
@@ -62,38 +64,102 @@ def _evaluate(args) -> None:
                     for k, v in metrics.items()))
 
 
-def _benchmark(args) -> None:
-    from .benchmark import (
-        GRIDS,
-        estimate_seconds,
-        gallery,
-        grid_wall_seconds,
-        load_rows,
-        plan,
-        read_run_log,
-        run_grid,
-    )
-    from .benchmark.spec import available, configure, describe
+def _profile_and_grid(args):
+    """(profile, grid name): ``--grid`` (default: the profile's own grid) and ``--profile``
+    (default: the grid's profile, else $SURVEY_PROFILE, else cpu)."""
+    from .benchmark import GRIDS
+    from .benchmark.spec import grid_profile
     from .config import get_profile
-    from .paths import results_dir
-    from .report import plot_benchmark, plot_gallery, provenance, save_benchmark_tables, save_figures
 
-    profile = get_profile(args.profile)
-    for e in args.eps or []:
+    grid = getattr(args, "grid", None)
+    if grid is not None and grid.lower() not in GRIDS:
+        raise ConfigError(f"Unknown grid {grid!r}. Valid grids: {', '.join(GRIDS)}.")
+    profile = get_profile(args.profile or (grid_profile(grid.lower()) if grid else None))
+    name = grid.lower() if grid else profile.name
+    if grid_profile(name) != profile.name:
+        raise ConfigError(f"The grid {name!r} belongs to the {grid_profile(name)!r} profile, not "
+                          f"{profile.name!r}: drop --profile or pick a grid of that profile.")
+    return profile, name
+
+
+def _grid(args, profile, datasets=None):
+    """The grid (``--grid``, else the profile's) with the command line's overrides, only the
+    datasets readable here (unless named), and the external models registered in the results
+    folder."""
+    from .benchmark import GRIDS
+    from .benchmark.spec import available, configure
+    from .external import registered
+    from .paths import results_dir
+
+    _, name = _profile_and_grid(args)
+    for e in getattr(args, "eps", None) or []:
         validation.linf_eps(e, "benchmark", param="--eps", pixel_option=None)
-    if args.train_eps is not None:
+    if getattr(args, "train_eps", None) is not None:
         validation.linf_eps(args.train_eps, "benchmark", param="--train-eps", pixel_option=None)
-    spec = configure(GRIDS[profile.name], args.datasets, args.defenses, args.attacks, args.eps,
-                     args.train_eps, args.seeds)
-    if not args.datasets:  # the profile's datasets: only those that can be read here
+    results = Path(args.results) if args.results else results_dir() / f"benchmark_{name}"
+    spec = configure(GRIDS[name], datasets, getattr(args, "defenses", None),
+                     getattr(args, "attacks", None), getattr(args, "eps", None),
+                     getattr(args, "train_eps", None), getattr(args, "seeds", None))
+    if not datasets:  # the profile's datasets: only those that can be read here
         spec, skipped = available(spec)
         for name, why in skipped.items():
             print(f"skipped {name}: {why} (name it with --datasets to insist)", file=sys.stderr)
         if not spec.datasets:
-            raise ConfigError(f"None of the {profile.name} grid's datasets can be read here "
+            raise ConfigError(f"None of the {name} grid's datasets can be read here "
                               f"({', '.join(skipped)}). Put their files under $SURVEY_DATA_DIR "
                               "(see data/README.md) or pick local ones with --datasets.")
-    results = Path(args.results) if args.results else results_dir() / f"benchmark_{profile.name}"
+    return spec.replace(external=registered(results)), results
+
+
+def _report(spec, results: Path, profile, argv, examples: bool) -> None:
+    """Tables and figures of a results folder's rows of ``spec`` (the gallery when ``examples``)."""
+    from .benchmark import gallery, grid_wall_seconds, load_rows, read_run_log
+    from .benchmark.spec import describe
+    from .report import plot_benchmark, plot_gallery, provenance, save_benchmark_tables, save_figures
+
+    rows, problems = load_rows(results, spec, profile)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not rows:
+        print(f"no result rows of this grid in {results} yet")
+        return
+    runs = read_run_log(results)
+    note = provenance("python -m survey_lib " + " ".join(argv)) + " " + describe(spec)
+    if runs:
+        note += (f" Grid wall time: {grid_wall_seconds(runs) / 60:.1f} min over {len(runs)} "
+                 f"invocation(s) of the runner ({runs[-1]['device']}, "
+                 f"{runs[-1]['torch_threads']} torch threads), see run_log.jsonl.")
+    paths = save_benchmark_tables(rows, results / "tables", note)
+    figs = plot_benchmark(rows)
+    if examples and (found := gallery(spec, profile)):  # the models are in this machine's cache
+        figs["gallery"] = plot_gallery(found)
+    paths += save_figures(figs, results / "figures")
+    print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
+
+
+def _evaluate_external(args) -> None:
+    """``evaluate --model-file``: the model through the profile's grid protocol on one dataset; its
+    rows beside ours in the results folder, then that folder's tables."""
+    from .benchmark import run_grid
+    from .external import register
+
+    profile, _ = _profile_and_grid(args)
+    _, results = _grid(args, profile)
+    name = args.name or Path(args.model_file.split(":")[-1]).stem
+    defense = register(results, name, args.model_file, args.dataset)
+    spec, _ = _grid(args, profile, datasets=[args.dataset])
+    seeds = [args.seed] if args.seed is not None else None
+    run = spec.replace(defenses=(), external={defense: spec.external[defense]},
+                       seeds=seeds or spec.seeds, extra={})
+    run_grid(run, results, profile)
+    _report(_grid(args, profile)[0], results, profile, args.argv, examples=False)
+
+
+def _benchmark(args) -> None:
+    from .benchmark import estimate_seconds, plan, run_grid
+
+    profile, _ = _profile_and_grid(args)
+    spec, results = _grid(args, profile, args.datasets)
     cells = plan(spec)
     if args.dry_run:
         models = {c.model for c in cells}
@@ -110,26 +176,8 @@ def _benchmark(args) -> None:
             key, _, value = item.partition("=")
             slurm[key] = int(value) if value.isdigit() else value
         run_grid(spec, results, profile, executor=args.executor, slurm=slurm, workers=args.workers)
-    rows, problems = load_rows(results, spec, profile)
-    for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    if not rows:
-        print(f"no result rows of this grid in {results} yet")
-        return
-    runs = read_run_log(results)
-    note = provenance("python -m survey_lib " + " ".join(args.argv)) + " " + describe(spec)
-    if runs:
-        note += (f" Grid wall time: {grid_wall_seconds(runs) / 60:.1f} min over {len(runs)} "
-                 f"invocation(s) of the runner ({runs[-1]['device']}, "
-                 f"{runs[-1]['torch_threads']} torch threads), see run_log.jsonl.")
-    paths = save_benchmark_tables(rows, results / "tables", note)
-    figs = plot_benchmark(rows)
-    if not args.report_only and args.executor == "local":  # the models are in this machine's cache
-        examples = gallery(spec, profile)
-        if examples:
-            figs["gallery"] = plot_gallery(examples)
-    paths += save_figures(figs, results / "figures")
-    print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
+    _report(spec, results, profile, args.argv,
+            examples=not args.report_only and args.executor == "local")
 
 
 def _site(args) -> None:
@@ -197,12 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "first if needed) on one split")
     common(p, many=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--model-file", help="your own classifier instead of our baseline: a TorchScript "
+                   "file, or module:function that builds and loads it; it must take the dataset's "
+                   "[0, 1] images and return logits. It runs through the profile's benchmark "
+                   "protocol (every attack and ε, sanity checks) and its rows join the results "
+                   "folder's tables, marked external")
+    p.add_argument("--name", help="with --model-file: the model's name in the tables (default: the "
+                   "file's or function's name)")
+    p.add_argument("--results", help="with --model-file: the results folder (default: "
+                   "<results>/benchmark_<profile>, beside our models' rows)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("benchmark", help="the survey's benchmark grid (defenses × ε × attacks): one "
                        "JSON row per cell, resumable; then tables (CSV/Markdown/LaTeX) and figures")
     p.add_argument("--profile", help=PROFILE_HELP)
-    p.add_argument("--results", help="results folder (default: <results>/benchmark_<profile>, "
+    p.add_argument("--grid", help="which grid of the profile: its classification grid (default, "
+                   "e.g. cpu) or <profile>-seg3d (PH2 segmentation and AdrenalMNIST3D volumes)")
+    p.add_argument("--results", help="results folder (default: <results>/benchmark_<grid>, "
                    "<results> = $SURVEY_RESULTS_DIR, else the checkout's results/); "
                    "finished cells in it are never recomputed")
     p.add_argument("--executor", default="local", help="local (this process) or slurm (one "

@@ -96,6 +96,22 @@ class Split:
         return Split(self.x[index], self.y[index], self.info)
 
 
+def class_separation(split: Split) -> dict:
+    """How far apart the classes of a single-label split are in L∞ (in /255): the closest pair of
+    images with different labels, and the median distance from an image to its nearest image of
+    another class. ε-balls of two classes can overlap only if the closest pair is ≤ 2ε apart."""
+    if split.y.ndim != 1:
+        raise ConfigError("class_separation needs one class per image (not masks or multi-label).")
+    x = (split.x.flatten(1) * 255).round()
+    nearest = torch.full((len(x),), float("inf"))
+    for c in split.y.unique():
+        inside, outside = split.y == c, split.y != c
+        if outside.any():
+            nearest[inside] = torch.cdist(x[inside], x[outside], p=float("inf")).min(1).values
+    return {"closest_pair": float(nearest.min()), "median_nearest": float(nearest.median()),
+            "n": len(x)}
+
+
 def stratified_indices(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
     """Sorted indices of a seeded random subset of ``n`` examples in which every class keeps its
     share of ``labels`` (largest-remainder rounding); every index when ``n`` is None or too large.

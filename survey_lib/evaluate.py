@@ -3,7 +3,7 @@ per-class prediction shares, the collapse flag and AUC beside plain accuracy.
 
 - :func:`robust_metrics`: clean or attacked metrics of one model on one split (also Dice/IoU for
   segmentation, mean queries per image for query-based attacks, per-stage counts for the cascade);
-- :func:`cascade_metrics`: the AutoAttack-style cascade (adapted to the class count) at one ε;
+- :func:`cascade_metrics`: the standard AutoAttack (or AA-lite, given budgets) at one ε;
 - :func:`sanity_checks`: the usual signs of gradient masking (Carlini et al. 2019, "On evaluating
   adversarial robustness"; Athalye et al., ICML 2018), each a pass/fail line with its numbers.
 """
@@ -81,14 +81,21 @@ def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int 
     return m
 
 
-def cascade_metrics(model: nn.Module, split: Split, eps: float = 8, steps: int = 100,
-                    square_queries: int = 1000, batch_size: int = 256, seed: int = 0) -> dict:
-    """Robust metrics under the AutoAttack-style cascade at ε (/255): APGD-CE, then APGD-DLR (3
-    classes) or targeted APGD (≥ 4 classes), then Square, each on the points still robust. Binary
-    tasks get APGD-CE + Square. ``stages`` holds the robust accuracy after each stage."""
-    from .attacks import AutoAttack
+def cascade_metrics(model: nn.Module, split: Split, eps: float = 8, steps: int | None = None,
+                    square_queries: int | None = None, batch_size: int = 256, seed: int = 0) -> dict:
+    """Robust metrics under the standard AutoAttack at ε (/255): APGD-CE, APGD-T, FAB-T, Square,
+    each on the points still robust (see :mod:`survey_lib.attacks.autoattack` for K < 4). Given
+    ``steps`` or ``square_queries``, the reduced cascade AA-lite with those budgets instead (its
+    other budgets are AA-lite's defaults); ``attack`` names which ran. ``stages`` holds the robust
+    accuracy after each stage."""
+    from .attacks import AALite, AutoAttack
 
-    attack = AutoAttack(eps=eps, steps=steps, square_queries=square_queries, seed=seed)
+    if steps is None and square_queries is None:
+        attack = AutoAttack(eps=eps, seed=seed)
+    else:
+        budgets = {k: v for k, v in (("steps", steps), ("square_queries", square_queries))
+                   if v is not None}
+        attack = AALite(eps=eps, seed=seed, **budgets)
     return robust_metrics(model, split, attack, batch_size)
 
 

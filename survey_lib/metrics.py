@@ -100,6 +100,15 @@ def bootstrap_interval(statistic, n: int, reps: int = 1000, seed: int = 0,
     return (float(lo), float(hi))
 
 
+def mean_interval(values, reps: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of finite ``values`` (e.g. one number per image)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0 or not np.isfinite(v).all():
+        raise ValueError(f"mean_interval needs finite values; got {len(v)} values, "
+                         f"{int((~np.isfinite(v)).sum())} not finite")
+    return bootstrap_interval(lambda idx: float(v[idx].mean()), len(v), reps, seed, level)
+
+
 def classification_metrics(logits: torch.Tensor, y: torch.Tensor, task: str,
                            num_classes: int, keep_predictions: bool = False) -> dict:
     """ACC, AUC (MedMNIST), balanced ACC, macro precision/recall/F1, per-class prediction shares,

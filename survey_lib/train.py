@@ -114,10 +114,11 @@ def augment(x: torch.Tensor, y: torch.Tensor | None = None, max_degrees: float =
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
-            device: torch.device | None = None, precision: str | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (images in [0, 1]; eval mode, batched; fp32 unless
-    ``precision``, see :func:`evaluation_autocast`), returned on the CPU."""
-    validation.images(x)
+            device: torch.device | None = None, precision: str | None = None,
+            unit_range: bool = True) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` (images in [0, 1] unless ``unit_range`` is False; eval mode,
+    batched; fp32 unless ``precision``, see :func:`evaluation_autocast`), returned on the CPU."""
+    validation.images(x, unit_range=unit_range)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -93,8 +93,10 @@ def l2_eps(eps, owner: str = "") -> float:
     return value
 
 
-def images(x, what: str = "images") -> torch.Tensor:
-    """``x`` itself, checked: a non-empty float tensor (N, C, H, W) or (N, C, D, H, W), finite, in [0, 1]."""
+def images(x, what: str = "images", unit_range: bool = True) -> torch.Tensor:
+    """``x`` itself, checked: a non-empty float tensor (N, C, H, W) or (N, C, D, H, W), finite, in
+    [0, 1] (the range is not checked when ``unit_range`` is False, for inputs that leave it on
+    purpose, such as the Gaussian copies of randomized smoothing)."""
     if not isinstance(x, torch.Tensor):
         raise ConfigError(f"{what} must be a torch.Tensor (N, C, H, W), got {type(x).__name__}.")
     if x.ndim not in (4, 5):
@@ -110,7 +112,7 @@ def images(x, what: str = "images") -> torch.Tensor:
         raise ConfigError(f"{what} contain {bad} NaN or infinite value(s); fix the data or the step "
                           "that produced them. Nothing is evaluated on non-finite inputs.")
     lo, hi = float(x.min()), float(x.max())
-    if lo < 0 or hi > 1:
+    if unit_range and (lo < 0 or hi > 1):
         raise ConfigError(
             f"{what} must lie in [0, 1], got values from {lo:.4g} to {hi:.4g}. survey_lib never "
             "rescales silently: divide 0..255 images by 255, and pass raw rather than normalised "

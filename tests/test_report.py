@@ -19,7 +19,7 @@ def row(defense="nat", attack="pgd", eps=8, seed=0, correct=None, pred=None, dat
     m = label_metrics(y, pred, 2)
     return {"dataset": dataset, "defense": defense, "train_eps": None if defense == "nat" else 8,
             "seed": seed, "attack": attack, "eval_eps": None if attack == "clean" else eps,
-            "attack_config": f"{attack}-config", "n": len(y), "subset": None, "index": index,
+            "attack_config": f"{attack}(steps=20)", "n": len(y), "subset": None, "index": index,
             "pred": "".join(map(str, pred)), "y": "".join(map(str, y)), "clean_acc": m["acc"],
             "clean_bacc": m["bacc"], "auc": None, **{k: m[k] for k in (
                 "acc", "bacc", "macro_precision", "macro_recall", "macro_f1", "shares", "collapsed",
@@ -95,3 +95,18 @@ def test_paired_difference_interval():
     assert d["diff"] == pytest.approx(0.05)
     # paired over images: the 5 images only pgd_at gets right drive the interval, which excludes 0
     assert 0 < d["lo"] <= 0.05 <= d["hi"] < 0.12
+
+
+def test_results_text_is_generated_from_the_rows():
+    from survey_lib.report import results_markdown
+
+    rows = [row("nat", "pgd", seed=s, correct=0) for s in (0, 1)]
+    rows += [row("pgd_at", "pgd", seed=s, correct=c) for s, c in ((0, 70), (1, 72))]
+    rows += [row("fast_at", "pgd", seed=s, correct=c) for s, c in ((0, 66), (1, 64))]
+    rows += [row(d, "clean", seed=s, correct=90) for d in ("nat", "pgd_at", "fast_at") for s in (0, 1)]
+    text = results_markdown(rows)
+    assert "under PGD 0.000 ± 0.000" in text and "(per seed: 0.000, 0.000)" in text
+    assert "pgd_at (ε=8): under PGD 0.710 ± 0.014" in text
+    assert "PGD-AT − fast AT under PGD: +0.060" in text
+    assert "NAT pgd accuracy near 0 at ε=8 — **established**" in text
+    assert "0 of 6 models pass every check, 6 not fully checked" in text

@@ -35,21 +35,45 @@ def pgd_step(eps: float) -> float:
 
 
 # ----------------------------------------------------------------------------- models
-def train_model(dataset: str, defense: str, train_eps, seed: int, profile, progress: bool = False):
-    """The (cached) model of a grid row: the NAT baseline, or an adversarially trained one."""
+def train_model(dataset: str, defense: str, train_eps, seed: int, profile, progress: bool = False,
+                external: dict | None = None):
+    """The model of a grid row and its record: the NAT baseline or an adversarially trained one
+    (cached), or an external model (``external[defense]["source"]``, checked, not trained)."""
     from ..defenses import make_defense
     from ..train import train_baseline
 
+    if external and defense in external:
+        return external_model(dataset, defense, external[defense]["source"], profile)
     if defense == "nat":
         return train_baseline(dataset, profile, seed=seed, progress=progress)
     return make_defense(defense, eps=train_eps, seed=seed).train(dataset, profile, progress=progress)
 
 
-def model_config(dataset: str, defense: str, train_eps, seed: int, profile) -> dict:
-    """The training configuration of a grid model, without training it."""
+def external_model(dataset: str, defense: str, source: str, profile):
+    """(model, record) of an external model: loaded, checked on a batch of the dataset's test
+    images (:func:`survey_lib.external.check_model`)."""
+    from ..external import check_model, load_model
+
+    model = load_model(source)
+    test = test_split(dataset, 28 if dataset != "ph2" else 128)
+    check_model(model, test.info, test.x[:8], source)
+    return model, {"config": model_config(dataset, defense, None, 0, profile,
+                                          {defense: {"source": source}})}
+
+
+def model_config(dataset: str, defense: str, train_eps, seed: int, profile,
+                 external: dict | None = None) -> dict:
+    """The training configuration of a grid model, without training it (an external model's:
+    its source and fingerprint)."""
+    from ..config import get_profile
     from ..defenses import make_defense
+    from ..external import fingerprint
     from ..train import baseline_config
 
+    if external and defense in external:
+        source = external[defense]["source"]
+        return {"name": defense, "model": "external", "source": source, "dataset": dataset,
+                "fingerprint": fingerprint(source), "profile": get_profile(profile).name}
     if defense == "nat":
         return baseline_config(dataset, profile, seed=seed)
     return make_defense(defense, eps=train_eps, seed=seed).resolve(dataset, profile)
@@ -199,13 +223,15 @@ def compute_row(cell, spec: GridSpec, profile, invocation: str = "") -> dict:
     from ..train import select_device
 
     start = time.perf_counter()
-    model, record = train_model(cell.dataset, cell.defense, cell.train_eps, cell.seed, profile)
+    model, record = train_model(cell.dataset, cell.defense, cell.train_eps, cell.seed, profile,
+                                external=spec.external)
     images, index, subset = cell_images(cell.dataset, cell.attack, spec)
     segmentation = images.info.task == "segmentation"
     row = {"dataset": cell.dataset, "defense": cell.defense, "train_eps": cell.train_eps,
            "seed": cell.seed, "attack": cell.attack, "eval_eps": cell.eval_eps,
            "profile": record["config"]["profile"], "size": spec.size,
            "model": record["config"]["model"], "model_key": model_key(record["config"]),
+           "external": cell.defense in spec.external,
            "subset": subset, "index": index.tolist() if subset else None}
     if cell.attack == "sanity":
         eps = max(spec.eval_eps_for(cell.dataset))
@@ -248,9 +274,11 @@ def model_key(config: dict) -> str:
     return f"{config['name']}-{config_hash(config)}"
 
 
-def expected_model_key(cell, profile) -> str:
+def expected_model_key(cell, profile, external: dict | None = None) -> str:
     """The model key a row of ``cell`` must carry under the current recipes and data files."""
     from ..data import fingerprint
 
-    config = model_config(cell.dataset, cell.defense, cell.train_eps, cell.seed, profile)
+    config = model_config(cell.dataset, cell.defense, cell.train_eps, cell.seed, profile, external)
+    if config["model"] == "external":
+        return model_key(config)
     return model_key({**config, "data": fingerprint(config["dataset"], config.get("size", 28))})

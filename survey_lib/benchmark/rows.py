@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from ..data import task_info
 from ..errors import SurveyError
 from ..train import PRECISION_ENV
 from .protocol import make_grid_attack, pgd_step, sanity_config, surrogate_name
@@ -66,9 +67,13 @@ def _attack_configs(spec: GridSpec, profile) -> dict:
                 base = make_attack("pgd", eps=cell.eval_eps, steps=spec.pgd_steps,
                                    step_size=pgd_step(cell.eval_eps))
                 memo[key] = f"Transfer(base={base!r}, surrogate={surrogate_name(cell.dataset, spec)})"
+            elif cell.attack == "clean":
+                memo[key] = "clean"
             else:
-                memo[key] = repr(make_grid_attack(cell.attack, cell.eval_eps, spec, cell.dataset,
-                                                  profile)) if cell.attack != "clean" else "clean"
+                attack = make_grid_attack(cell.attack, cell.eval_eps, spec, cell.dataset, profile)
+                # a cascade's name lists the stages a K-class model gets
+                memo[key] = attack.describe(task_info(cell.dataset, spec.size).num_classes) \
+                    if hasattr(attack, "describe") else repr(attack)
         return memo[key]
 
     return expected

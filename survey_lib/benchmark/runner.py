@@ -88,7 +88,7 @@ class _Done:
 
     def model_key(self, cell: Cell) -> str:
         if cell.model not in self.keys:
-            self.keys[cell.model] = expected_model_key(cell, self.profile)
+            self.keys[cell.model] = expected_model_key(cell, self.profile, self.spec.external)
         return self.keys[cell.model]
 
     def __call__(self, cell: Cell) -> bool:
@@ -110,6 +110,8 @@ def run_cell(cell: Cell, spec: GridSpec, profile, root: Path, invocation: str = 
 
 def _model_busy(cell: Cell, done: _Done) -> bool:
     """Whether another live process is training this cell's model right now."""
+    if cell.defense in done.spec.external:
+        return False
     from ..claims import HOST, holder, is_live
     from ..train import runs_root
 
@@ -260,7 +262,7 @@ def submit(cells: list[Cell], spec: GridSpec, profile, root: Path, cluster: str 
         return 0
     executor = submitit.AutoExecutor(folder=root / "_submitit", cluster=cluster)
     executor.update_parameters(**{"timeout_min": 240, **(slurm or {})})
-    models = sorted({c.model for c in cells}, key=str)
+    models = sorted({c.model for c in cells if c.defense not in spec.external}, key=str)
     models += sorted({(c.dataset, "nat", None, spec.surrogate_seed) for c in cells
                       if c.attack == "transfer"}, key=str)
     for job in executor.map_array(_train_job, models, [profile] * len(models)):
@@ -318,7 +320,7 @@ def estimate_seconds(cells: list[Cell], spec: GridSpec, root: Path, profile=None
                                           "label": {"0": 0, "1": 1}})
             sizes[c.dataset] = (info["n_samples"], len(info["label"]))
         samples, classes = sizes[c.dataset]
-        config = model_config(c.dataset, c.defense, c.train_eps, c.seed, profile)
+        config = model_config(c.dataset, c.defense, c.train_eps, c.seed, profile, spec.external)
         r = _rates(config["model"], rates)
         n = samples["test"]
         cap = {"sanity": spec.sanity_subset}.get(c.attack, spec.slow_subset if c.attack in (
@@ -327,8 +329,8 @@ def estimate_seconds(cells: list[Cell], spec: GridSpec, root: Path, profile=None
         parts[c.attack] = parts.get(c.attack, 0.0) + min(n, cap or n) * (
             grads / r["grads"] + forwards / r["forwards"])
     parts["training"] = 0.0
-    for model in {c.model for c in todo} | {(c.dataset, "nat", None, spec.surrogate_seed)
-                                            for c in todo if c.attack == "transfer"}:
+    for model in {c.model for c in todo if c.defense not in spec.external} | {
+            (c.dataset, "nat", None, spec.surrogate_seed) for c in todo if c.attack == "transfer"}:
         config = model_config(*model, profile)
         r = _rates(config["model"], rates)
         samples = sizes[model[0]][0]

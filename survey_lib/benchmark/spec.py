@@ -38,7 +38,8 @@ class GridSpec:
     Square and SimBA, ``sanity_subset`` for the per-model sanity checks; every subset is
     class-stratified and seeded. ``surrogate_seed``: the seed of the NAT surrogate of the transfer
     attack (never a grid seed). ``extra``: per-dataset overrides of ``defenses``, ``train_eps``,
-    ``eval_eps``, ``seeds`` and ``attacks``."""
+    ``eval_eps``, ``seeds`` and ``attacks``. ``external``: models of your own evaluated beside
+    ours (:mod:`survey_lib.external`), each on its ``datasets``, with the first seed only."""
 
     datasets: tuple[str, ...]
     defenses: tuple[str, ...] = DEFENSES
@@ -61,6 +62,7 @@ class GridSpec:
     surrogate_seed: int = 1000
     size: int = 28
     extra: dict = field(default_factory=dict)
+    external: dict = field(default_factory=dict)  # {"ext_<name>": {"source": ..., "datasets": [...]}}
 
     def __post_init__(self):
         lower = lambda names: tuple(str(n).lower() for n in names)  # noqa: E731
@@ -91,7 +93,9 @@ class GridSpec:
         return self.extra.get(dataset, {}).get(key, getattr(self, key))
 
     def defenses_for(self, dataset: str) -> tuple[str, ...]:
-        return tuple(self._get(dataset, "defenses"))
+        ours = tuple(self._get(dataset, "defenses"))
+        return ours + tuple(d for d, e in self.external.items() if dataset in e["datasets"]
+                            and d not in ours)
 
     def train_eps_for(self, dataset: str):
         return self._get(dataset, "train_eps")
@@ -124,7 +128,8 @@ class GridSpec:
         for kind, valid in (("defense", DEFENSES), ("attack", ATTACKS + SEGMENTATION_ATTACKS
                                                                 + ("sanity",))):
             names = [n for d in self.datasets for n in (self.defenses_for(d) if kind == "defense"
-                                                         else self.attacks_for(d))]
+                                                         else self.attacks_for(d))
+                     if n not in self.external]
             bad = [n for n in names if n not in valid]
             if bad:
                 raise ConfigError(f"Unknown {kind} {bad[0]!r} in the grid spec. Valid {kind}s: "
@@ -173,7 +178,10 @@ def plan(spec: GridSpec) -> list[Cell]:
     for d in spec.datasets:
         for seed in spec.seeds_for(d):
             for defense in spec.defenses_for(d):
-                train_eps = None if defense == "nat" else spec.train_eps_for(d)
+                if defense in spec.external and seed != spec.seeds_for(d)[0]:
+                    continue  # an external model is one model: evaluated once
+                train_eps = None if defense == "nat" or defense in spec.external \
+                    else spec.train_eps_for(d)
                 for attack in spec.attacks_for(d):
                     evals = (None,) if attack in MODEL_CELLS else spec.eval_eps_for(d)
                     cells += [Cell(d, defense, train_eps, seed, attack, e) for e in evals]
@@ -197,7 +205,19 @@ GRIDS = {
                     extra={"retinamnist": {"defenses": ("nat", "pgd_at")}}),
     # paper: the survey's protocol at full strength (standard AutoAttack, Square 5000, SimBA 5000)
     "paper": GridSpec(datasets=("pneumoniamnist", "breastmnist", "retinamnist", "dermamnist")),
+    # segmentation (PH2 U-Net: PGD on per-pixel CE and on Dice) and volumes (AdrenalMNIST3D: FGSM,
+    # PGD), NAT and PGD-AT, run by `make seg3d` (their own target: hours on the 2-core CPU)
+    "smoke-seg3d": GridSpec(datasets=("ph2", "adrenalmnist3d"), defenses=("nat", "pgd_at"),
+                            eval_eps=(2, 8), pgd_steps=3, eval_subset=8),
+    "cpu-seg3d": GridSpec(datasets=("ph2", "adrenalmnist3d"), defenses=("nat", "pgd_at"),
+                          seeds=(0, 1, 2)),
+    "paper-seg3d": GridSpec(datasets=("ph2", "adrenalmnist3d"), defenses=("nat", "pgd_at")),
 }
+
+
+def grid_profile(name: str) -> str:
+    """The profile a grid belongs to (``cpu-seg3d`` → ``cpu``)."""
+    return name.split("-")[0]
 
 
 def configure(spec: GridSpec, datasets=None, defenses=None, attacks=None, eval_eps=None,
@@ -226,18 +246,30 @@ def available(spec: GridSpec, root=None) -> tuple[GridSpec, dict[str, str]]:
 
 
 def describe(spec: GridSpec) -> str:
-    """One paragraph: what the grid runs (budgets, subsets, seeds), for the head of its tables."""
+    """One paragraph: what the grid runs (columns, budgets, subsets, seeds), for its tables."""
     subset = lambda n: "all test images" if n is None else f"a class-stratified subset of {n}"  # noqa: E731
-    aa = (f"AA-lite (APGD-CE-{spec.aa_steps} then Square-{spec.aa_square}: a reduced cascade, not "
-          "the standard AutoAttack)" if "aa_lite" in spec.attacks else "AutoAttack (standard)")
+    columns = {a for d in spec.datasets for a in spec.attacks_for(d)}
+    parts = {
+        "fgsm": "FGSM",
+        "pgd": f"PGD-{spec.pgd_steps} with the survey's steps (0.5, 0.5, 1, 2 /255 at ε = 1, 2, 4, "
+               "8), run to the end (its AUC is reported)",
+        "cw": f"CW-margin PGD with {spec.cw_steps} steps (stops on fooled images: no AUC)",
+        "autoattack": f"the standard AutoAttack on {subset(spec.slow_subset)}",
+        "aa_lite": f"AA-lite (APGD-CE-{spec.aa_steps}, APGD-T-9×{spec.aa_steps} where a dataset has "
+                   f"≥ 3 classes, then Square-{spec.aa_square}: a reduced cascade, not the standard "
+                   f"AutoAttack) on {subset(spec.slow_subset)}",
+        "square": f"Square ({spec.square_queries} queries) on {subset(spec.slow_subset)}",
+        "simba": f"SimBA ({spec.simba_steps} pixels) on {subset(spec.slow_subset)}",
+        "transfer": f"transfer: PGD-{spec.pgd_steps} examples crafted on a NAT surrogate of seed "
+                    f"{spec.surrogate_seed}",
+        "pgd_ce": f"PGD-{spec.pgd_steps} on the per-pixel cross-entropy",
+        "pgd_dice": f"PGD-{spec.pgd_steps} on the soft Dice loss",
+        "sanity": f"the sanity checks (PGD-{spec.sanity_steps} × {spec.sanity_restarts} restarts, "
+                  f"ε = 64/255) on {subset(spec.sanity_subset)}",
+    }
+    used = "; ".join(text for key, text in parts.items() if key in columns)
     return (f"Each model is trained once per seed ({', '.join(map(str, spec.seeds))}) and attacked "
-            f"at every evaluation ε ({', '.join(f'{e:g}' for e in spec.eval_eps)} /255): FGSM; "
-            f"PGD-{spec.pgd_steps} with the survey's steps (0.5, 0.5, 1, 2 /255 at ε = 1, 2, 4, 8), "
-            "run to the end (its AUC is reported); CW-margin PGD with "
-            f"{spec.cw_steps} steps (stops on fooled images: no AUC); the transfer attack crafts "
-            f"PGD-{spec.pgd_steps} examples on a NAT surrogate of seed {spec.surrogate_seed}. "
-            f"Fast columns use {subset(spec.eval_subset)}; {aa}, "
-            f"Square ({spec.square_queries} queries) and SimBA ({spec.simba_steps} pixels) use "
-            f"{subset(spec.slow_subset)}; the sanity checks {subset(spec.sanity_subset)}. "
-            "On binary tasks CE and the CW margin have the same sign gradient, so the PGD and CW "
-            "columns differ only by CW's early stop.")
+            f"at every evaluation ε ({', '.join(f'{e:g}' for e in spec.eval_eps)} /255) with: "
+            f"{used}. The other columns use {subset(spec.eval_subset)}."
+            + (" On binary tasks CE and the CW margin have the same sign gradient, so the PGD and "
+               "CW columns differ only by CW's early stop." if {"pgd", "cw"} <= columns else ""))

@@ -5,6 +5,7 @@
 - :mod:`.findings`: sanity checks per model and the survey's findings, claimed only when
   intervals separate;
 - :mod:`.figures`: robust accuracy vs ε, the trade-off, cost and the gallery;
+- :mod:`.summary`: a run's results as text generated from its rows;
 - :mod:`.files`: writing tables and figures with their provenance.
 """
 
@@ -12,8 +13,10 @@ from .baselines import MEDMNIST_V2_REFERENCE, baseline_table, plot_baselines
 from .figures import plot_benchmark, plot_gallery
 from .files import provenance, save_figures, save_table
 from .findings import difference, sanity_table, survey_findings
+from .summary import results_markdown
 from .tables import save_benchmark_tables, summarise, survey_table
 
 __all__ = ["MEDMNIST_V2_REFERENCE", "baseline_table", "difference", "plot_baselines",
-           "plot_benchmark", "plot_gallery", "provenance", "sanity_table", "save_benchmark_tables",
+           "plot_benchmark", "plot_gallery", "provenance", "results_markdown", "sanity_table",
+           "save_benchmark_tables",
            "save_figures", "save_table", "summarise", "survey_findings", "survey_table"]

@@ -16,11 +16,15 @@ import pandas as pd
 from .tables import ATTACK_LABEL, ATTACK_ORDER, DEFENSE_ORDER, model_label, summarise
 
 
+def _metric(d: pd.DataFrame) -> str:
+    """What a dataset's curves show: Dice for segmentation, accuracy otherwise."""
+    return "dice" if "dice" in d and d["dice"].notna().any() else "acc"
+
+
 def plot_robust_vs_eps(summary: pd.DataFrame):
     import matplotlib.pyplot as plt
 
-    attacked = summary[(summary["attack"] != "clean") & summary["eval_eps"].notna()
-                       & summary["acc"].notna()] if "acc" in summary else summary.iloc[0:0]
+    attacked = summary[(summary["attack"] != "clean") & summary["eval_eps"].notna()]
     datasets = sorted(attacked["dataset"].unique())
     attacks = [a for a in ATTACK_ORDER if a in set(attacked["attack"])]
     if not datasets or not attacks:
@@ -30,17 +34,22 @@ def plot_robust_vs_eps(summary: pd.DataFrame):
     colours = dict(zip(DEFENSE_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for i, dataset in enumerate(datasets):
         d = summary[summary["dataset"] == dataset]
+        metric = _metric(d)
         clean = d[d["attack"] == "clean"]
         for j, attack in enumerate(attacks):
             ax = axes[i][j]
+            if d[d["attack"] == attack].empty:
+                ax.axis("off")
+                continue
             for (defense, train_eps), m in d[d["attack"] == attack].groupby(
                     ["defense", d["train_eps"].fillna(-1)], sort=False):
                 train_eps = None if train_eps == -1 else train_eps
                 c = clean[(clean["defense"] == defense) & (clean["train_eps"].fillna(-1)
                                                            == (train_eps if train_eps is not None else -1))]
                 m = m.sort_values("eval_eps")
-                xs, ys = [0.0, *m["eval_eps"]], [*c["acc"].head(1), *m["acc"]]
-                lo, hi = [*c["acc_lo"].head(1), *m["acc_lo"]], [*c["acc_hi"].head(1), *m["acc_hi"]]
+                xs, ys = [0.0, *m["eval_eps"]], [*c[metric].head(1), *m[metric]]
+                lo = [*c[f"{metric}_lo"].head(1), *m[f"{metric}_lo"]]
+                hi = [*c[f"{metric}_hi"].head(1), *m[f"{metric}_hi"]]
                 xs = xs[-len(ys):]
                 ax.plot(xs, ys, marker="o", ms=3, color=colours.get(defense),
                         label=model_label(defense, train_eps))
@@ -48,11 +57,13 @@ def plot_robust_vs_eps(summary: pd.DataFrame):
             ax.set(ylim=(0, 1), title=f"{dataset.replace('mnist', '')} · {ATTACK_LABEL[attack]}",
                    xlabel="ε (/255)" if i == len(datasets) - 1 else "")
             ax.title.set_fontsize(8)
-            if j == 0:
-                ax.set_ylabel("accuracy")
-        axes[i][-1].legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.suptitle("Robust accuracy vs ε: one line per model (mean over seeds, 95% interval band; "
-                 "ε = 0 is clean accuracy)", fontsize=10)
+            if j == 0 or metric == "dice":
+                ax.set_ylabel("Dice" if metric == "dice" else "accuracy")
+        if axes[i][0].get_legend_handles_labels()[0]:
+            axes[i][-1].legend(*axes[i][0].get_legend_handles_labels(), fontsize=6,
+                               bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle("Robust accuracy (Dice for segmentation) vs ε: one line per model (mean over "
+                 "seeds, 95% interval band over test images; ε = 0 is the clean score)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -60,14 +71,12 @@ def plot_robust_vs_eps(summary: pd.DataFrame):
 def plot_tradeoff(summary: pd.DataFrame, attack: str = "pgd"):
     import matplotlib.pyplot as plt
 
-    if "acc" not in summary:
-        return None
     rows = []
     for (dataset, defense, train_eps), d in summary.groupby(
             ["dataset", "defense", summary["train_eps"].fillna(-1)], sort=False):
         top = d[d["attack"] == attack]
         clean = d[d["attack"] == "clean"]
-        if top.empty or clean.empty or top["acc"].isna().all():
+        if top.empty or clean.empty or "acc" not in top or top["acc"].isna().all():
             continue
         r = top.loc[top["eval_eps"].idxmax()]
         rows.append({"dataset": dataset, "model": model_label(defense, None if train_eps == -1

@@ -109,7 +109,8 @@ def survey_findings(rows: list[dict], attack: str = "pgd") -> pd.DataFrame:
     out = []
     for dataset, d in summary.groupby("dataset"):
         if "acc" not in d or d["acc"].isna().all():
-            continue
+            continue  # segmentation: Dice, in the tables
+        d = d[d["acc"].notna()]
         eps = d["eval_eps"].max()
         at = d[(d["eval_eps"] == eps) & (d["attack"] == attack)].set_index("defense")
         clean = d[d["attack"] == "clean"].set_index("defense")
@@ -135,7 +136,7 @@ def survey_findings(rows: list[dict], attack: str = "pgd") -> pd.DataFrame:
                             "ours": f"{c['acc']:.3f} [{c['acc_lo']:.3f}, {c['acc_hi']:.3f}] vs NAT "
                                     f"{cn['acc']:.3f} [{cn['acc_lo']:.3f}, {cn['acc_hi']:.3f}]",
                             "verdict": "established" if costs else "not established"})
-        defended = at.drop(index="nat")
+        defended = at.drop(index=["nat", *[d for d in at.index if d.startswith("ext_")]])
         pairs = [(a, b) for a in defended.index for b in defended.index
                  if defended.loc[a, "acc_lo"] > defended.loc[b, "acc_hi"]]
         out.append({"dataset": dataset, "finding": f"one AT method above another ({attack} acc, "

@@ -89,6 +89,13 @@ def _group_stats(group: list[dict]) -> dict:
     return out
 
 
+def _subset_text(subset: dict | None) -> str:
+    if subset is None:
+        return "all"
+    kind = "class-stratified" if subset["stratified"] else "random"
+    return f"{kind} {subset['n']} of {subset['of']}"
+
+
 def group_key(row: dict) -> tuple:
     return (row["dataset"], row["defense"], row["train_eps"], row["attack"], row["eval_eps"])
 
@@ -105,8 +112,7 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
         configs = {r["attack_config"] for r in group}
         lines.append({**dict(zip(("dataset", "defense", "train_eps", "attack", "eval_eps"), key)),
                       **_group_stats(group), "attack_config": " | ".join(sorted(configs)),
-                      "subset": "all" if group[0].get("subset") is None else
-                      f"stratified {group[0]['subset']['n']} of {group[0]['subset']['of']}"})
+                      "subset": _subset_text(group[0].get("subset"))})
     df = pd.DataFrame(lines)
     if df.empty:
         return df
@@ -188,9 +194,11 @@ def save_benchmark_tables(rows: list[dict], out: str | Path, note: str = "") -> 
     for dataset in sorted(summary["dataset"].unique()) if not summary.empty else []:
         table = survey_table(summary, dataset)
         stem = out / dataset
-        caption = (f"{dataset}: mean ± std over seeds (ε in /255). {COLLAPSED} collapsed (≥ 95% of "
-                   f"the predictions in one class, in some seed); {BELOW_MAJORITY} accuracy under "
-                   "the majority-class rate. 95% intervals over test images: summary.csv.")
+        marks = (f" {COLLAPSED} collapsed (≥ 95% of the predictions in one class, in some seed); "
+                 f"{BELOW_MAJORITY} accuracy under the majority-class rate." if not any(
+                     "dice" in c for c in table.columns) else " Dice and IoU of the lesion map.")
+        caption = (f"{dataset}: mean ± std over seeds (ε in /255).{marks} 95% intervals over test "
+                   "images: summary.csv.")
         table.to_csv(stem.with_suffix(".csv"))
         stem.with_suffix(".md").write_text((note + "\n\n" if note else "") + f"**{caption}**\n\n"
                                            + table.to_markdown() + "\n\nColumns:\n\n"

@@ -31,16 +31,40 @@ def _module():
 gpu_check = _module()
 
 
+# runs gpu_check.py as a script in a Python where `import medmnist` fails, as on a GPU machine
+# that has torch but not medmnist
+WITHOUT_MEDMNIST = ("import runpy, sys; sys.modules['medmnist'] = None; sys.argv = sys.argv[1:]; "
+                    "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
 @pytest.fixture(scope="module")
 def quick(real_root, tmp_path_factory):
-    """The folder written by one --quick run (reference fp32, candidates fp32 and bf16)."""
+    """The folder written by one --quick run (reference fp32, candidates fp32 and bf16); its
+    throughput section runs without medmnist (what the GPU machine lacks), the others with it."""
     out = tmp_path_factory.mktemp("gpu_check")
     env = {**os.environ, "SURVEY_DATA_DIR": str(real_root), "SURVEY_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(GPU / "gpu_check.py"), "--quick", "--out", str(out),
-                           "--precisions", "fp32", "fp32", "bf16"], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    script = [str(GPU / "gpu_check.py"), "--quick", "--out", str(out)]
+    for command in ([sys.executable, "-c", WITHOUT_MEDMNIST, *script, "--sections", "throughput"],
+                    [sys.executable, *script, "--sections", "workers", "precision", "projection",
+                     "--precisions", "fp32", "fp32", "bf16"]):
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
+
+
+def test_sections_that_read_data_say_what_is_missing_before_measuring(tmp_path, monkeypatch):
+    """Without medmnist only the throughput section can run: the others stop before measuring,
+    naming the module, the sections and the way to bring it (SURVEY_WHEELS)."""
+    for name in [m for m in sys.modules if m == "medmnist" or m.startswith("medmnist.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "medmnist", None)
+    assert gpu_check.missing_modules(["throughput"]) == {}
+    missing = gpu_check.missing_modules(["throughput", "workers", "precision", "projection"])
+    assert missing == {"medmnist.dataset": ["workers", "precision"],
+                       "medmnist.evaluator": ["workers", "precision"], "medmnist.info": ["projection"]}
+    with pytest.raises(ConfigError, match=r"medmnist.dataset \(needed by precision\).*SURVEY_WHEELS"):
+        gpu_check.main(["--quick", "--out", str(tmp_path), "--sections", "precision"])
+    assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
 
 
 def test_shell_script_parses():
@@ -53,10 +77,31 @@ def test_full_check_refuses_to_write_cpu_numbers_into_the_gpu_folder():
 
 
 def test_peak_table():
+    """Names as torch.cuda.get_device_name reports them; dense bf16 datasheet peaks."""
     peak = gpu_check.peak_tflops
     assert peak("NVIDIA H100 80GB HBM3") == 989 and peak("NVIDIA H100 PCIe") == 756
     assert peak("NVIDIA H200") == 989
-    assert peak("NVIDIA H100 NVL") is None and peak("NVIDIA A100-SXM4-80GB") is None
+    assert peak("NVIDIA A100-SXM4-80GB") == 312 and peak("NVIDIA A100-SXM4-40GB") == 312
+    assert peak("NVIDIA A100-PCIE-40GB") == 312 and peak("NVIDIA A100 80GB PCIe") == 312
+    assert peak("NVIDIA H100 NVL") is None and peak("NVIDIA H200 NVL") is None
+    assert peak("NVIDIA L4") is None
+    assert "unknown" in gpu_check.peak_note("NVIDIA L4", None)
+    assert "989 TFLOP/s" in gpu_check.peak_note("NVIDIA H200", 989.0)
+
+
+def _pairs(*gaps, reference="fp32", candidate="bf16", n=200):
+    return pd.DataFrame({"reference": reference, "candidate": candidate, "n": n,
+                         "gap_per_200": list(gaps)})
+
+
+def test_bf16_verdict_on_synthetic_gaps():
+    """gap = robust images in bf16 minus in fp32, per 200 test images: positive means the bf16
+    attack was weaker. The bar: never weaker by more than 1 image per 200 on any row."""
+    verdict = gpu_check.bf16_verdict
+    assert verdict(_pairs(0.0, 1.0, -5.0)) == "yes"  # exactly 1 per 200 passes; stronger is fine
+    assert verdict(_pairs(0.0, 1.32, -5.0)) == "no"  # 2 of 303 images
+    assert verdict(_pairs(0.0, 0.0, 3.0)) == "no"  # any one row decides
+    assert verdict(_pairs(0.0, candidate="fp32")) is None  # fp32 against itself: no verdict
 
 
 def test_throughput_counts_flops_and_compiles(quick):

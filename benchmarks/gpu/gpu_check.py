@@ -64,7 +64,7 @@ from survey_lib.benchmark.protocol import pgd_step, test_split
 from survey_lib.benchmark.spec import available
 from survey_lib.config import get_profile
 from survey_lib.data import Split, TaskInfo, stratified_indices
-from survey_lib.errors import ConfigError
+from survey_lib.errors import ConfigError, SurveyError
 from survey_lib.evaluate import robust_metrics
 from survey_lib.losses import task_loss
 from survey_lib.models import build_model
@@ -74,6 +74,7 @@ from survey_lib.train import (
     evaluation_autocast,
     fit,
     make_optimizer,
+    predict,
     seed_everything,
     select_device,
     to_device,
@@ -86,8 +87,12 @@ NOTEBOOKS = ("00_data_and_baselines", "05_adversarial_training")
 PGD_STEPS = 20
 EVAL_BATCH = 256  # robust_metrics' batch: what the grid's attacks run at
 BUDGET_MINUTES = 60
-# dense bf16 peak (TFLOP/s, datasheet) by the name torch.cuda.get_device_name reports
-PEAK_BF16_TFLOPS = ((r"H100 PCIe", 756.0), (r"H100 (80GB HBM3|SXM)", 989.0), (r"H200(?! NVL)", 989.0))
+# dense bf16 Tensor Core peak (TFLOP/s, NVIDIA datasheets, without sparsity), by the name
+# torch.cuda.get_device_name reports (e.g. "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB",
+# "NVIDIA A100 80GB PCIe"); other cards (H100 NVL, H200 NVL, ...) are unknown: TFLOP/s only
+PEAK_BF16_TFLOPS = (("H100 SXM", r"H100 (80GB HBM3|SXM)", 989.0), ("H100 PCIe", r"H100 PCIe", 756.0),
+                    ("H200 SXM", r"H200(?! NVL)", 989.0), ("A100 SXM", r"A100-SXM", 312.0),
+                    ("A100 PCIe", r"A100(-PCIE| \d+GB PCIe)", 312.0))
 # torch.compile variants: None is eager; fit() takes a backend only, so it skips "reduce-overhead"
 VARIANTS = {"eager": None, "inductor": {"backend": "inductor"},
             "reduce-overhead": {"backend": "inductor", "mode": "reduce-overhead"},
@@ -142,6 +147,44 @@ QUICK = Settings(width=4, batches=(16,), eval_batch=128, variants=("eager", "dyn
                  precision_eps=(2, 4), precision_images=48, apgd_steps=10, notebook_profile="smoke")
 
 
+# modules a section needs beyond what the script imports (torch, pandas): medmnist reads the data
+# files (survey_lib imports it only when data is read) and computes ACC/AUC; the notebooks also
+# display through IPython. An offline GPU machine brings them as wheels (README.md, bring.sh).
+NEEDS = {"workers": ("medmnist.dataset", "medmnist.evaluator"),
+         "precision": ("medmnist.dataset", "medmnist.evaluator"), "projection": ("medmnist.info",),
+         "notebooks": ("medmnist.dataset", "medmnist.evaluator", "IPython.display")}
+
+
+def missing_modules(sections) -> dict[str, list[str]]:
+    """``{module: [sections needing it]}`` for each needed module that cannot be imported here
+    (imported, not only looked up: medmnist's package swallows its own import errors)."""
+    import importlib
+
+    missing = {}
+    for section in sections:
+        for module in NEEDS.get(section, ()):
+            if module in missing:
+                missing[module].append(section)
+                continue
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                missing[module] = [section]
+    return missing
+
+
+def preflight(sections) -> None:
+    """Raise :class:`ConfigError` before any measurement when a section cannot run here."""
+    missing = missing_modules(sections)
+    if missing:
+        raise ConfigError(
+            "Cannot import " + "; ".join(f"{m} (needed by {', '.join(s)})" for m, s in missing.items())
+            + ". On a machine without network access, gather the wheels elsewhere with "
+            "benchmarks/gpu/bring.sh and pass their folder as SURVEY_WHEELS to gpu_check.sh (see "
+            "benchmarks/gpu/README.md), or run only the sections that need none of them "
+            "(--sections throughput).")
+
+
 # ----------------------------------------------------------------------------- the machine
 def machine() -> dict:
     """The device and software, as every summary names them."""
@@ -165,8 +208,8 @@ def machine() -> dict:
 
 def peak_tflops(device_name: str) -> float | None:
     """The card's dense bf16 peak (TFLOP/s), or None for a card not in :data:`PEAK_BF16_TFLOPS`."""
-    for pattern, peak in PEAK_BF16_TFLOPS:
-        if re.search(pattern, device_name):
+    for _, pattern, peak in PEAK_BF16_TFLOPS:
+        if re.search(pattern, device_name, re.IGNORECASE):
             return peak
     return None
 
@@ -296,6 +339,12 @@ def stacked_train_step(s: Settings, batch: int, device):
     return step
 
 
+def _val_accuracy(model, val: Split) -> float:
+    """The validation pass fit() makes each epoch (a forward pass of the split), scored by plain
+    accuracy: fit's default score (AUC) comes from medmnist, which this section does without."""
+    return (predict(model, val.x).argmax(1) == val.y).float().mean().item()
+
+
 def fit_epochs(s: Settings, batch: int, device, variant: str) -> tuple[float, float]:
     """(median seconds of a timed fit() epoch, seconds of the warm-up epoch) on synthetic images:
     the real loop (host-side batching, augmentation, loss.item(), validation on 32 images)."""
@@ -308,7 +357,8 @@ def fit_epochs(s: Settings, batch: int, device, variant: str) -> tuple[float, fl
     backend = VARIANTS[variant]["backend"] if VARIANTS[variant] else None
     out = fit(_paper_model(s), train, val, epochs=1 + s.fit_epochs, batch_size=batch,
               optimizer=paper.optimizer, lr=paper.lr, weight_decay=paper.weight_decay,
-              schedule=paper.schedule, seed=0, progress=False, compile_backend=backend or "",
+              schedule=paper.schedule, seed=0, select_fn=_val_accuracy, progress=False,
+              compile_backend=backend or "",
               device=str(device))
     ends = [h["seconds"] for h in out["history"]]
     return statistics.median(b - a for a, b in zip(ends, ends[1:])), ends[0]
@@ -443,7 +493,8 @@ def workers(s: Settings, out: Path, scratch: Path) -> pd.DataFrame:
             wall = time.perf_counter() - start
         if len(got) != len(cells):
             raise RuntimeError(f"the grid slice with {n} workers gave {len(got)} of {len(cells)} rows")
-        rows.append({"workers": n, "dataset": s.slice_dataset, "epochs": s.slice_epochs,
+        rows.append({"workers": n, "profile": s.base_profile, "model": profile.model,
+                     "dataset": s.slice_dataset, "epochs": s.slice_epochs,
                      "cells": len(cells), "models": len({c.model for c in cells}),
                      "models_trained": read_run_log(scratch / f"grid_workers{n}")[-1]["models_trained"],
                      "wall_seconds": round(wall, 2), "cells_per_min": round(len(cells) / wall * 60, 2)})
@@ -632,9 +683,19 @@ def _pct(x) -> str:
     return "–" if pd.isna(x) else f"{100 * x:.1f}%"
 
 
+def peak_note(device_name: str, peak) -> str:
+    """The sentence naming the peak the fractions are taken of, or saying there is none."""
+    if pd.notna(peak):
+        return f"Fractions of the dense bf16 peak of the {device_name}: {peak:g} TFLOP/s (datasheet)."
+    known = ", ".join(f"{name} {p:g}" for name, _, p in PEAK_BF16_TFLOPS)
+    return (f"The bf16 peak of the {device_name} is unknown (table: {known} TFLOP/s): achieved "
+            "TFLOP/s only, no fraction of the peak.")
+
+
 def summarise_throughput(df: pd.DataFrame) -> list[str]:
     ok = df[df["images_per_s"].notna()]
-    lines = ["| kind | batch | precision | eager img/s | best compiled (variant) img/s | speedup | "
+    lines = [peak_note(df["device_name"].iloc[0], df["peak_bf16_tflops"].iloc[0]), "",
+             "| kind | batch | precision | eager img/s | best compiled (variant) img/s | speedup | "
              "TFLOP/s (best) | of bf16 peak |", "|---|---|---|---|---|---|---|---|"]
     for (kind, batch, prec), g in ok.groupby(["kind", "batch", "precision"], sort=False):
         eager = g[g["variant"] == "eager"]
@@ -660,8 +721,9 @@ def summarise_throughput(df: pd.DataFrame) -> list[str]:
 
 def summarise_workers(df: pd.DataFrame) -> list[str]:
     first = df.iloc[0]
-    return [f"Grid slice: {first['dataset']}, {int(first['models'])} models, {int(first['cells'])} "
-            f"cells, {int(first['epochs'])} epochs, fresh results folder and model cache per run."] + [
+    return [f"A slice of the grid in the {first['profile']} profile ({first['model']}, "
+            f"{int(first['epochs'])} epochs): {first['dataset']}, {int(first['models'])} models, "
+            f"{int(first['cells'])} cells, a fresh results folder and model cache per run."] + [
         f"- {int(r['workers'])} worker(s): {r['wall_seconds']:.1f} s, {r['cells_per_min']:.1f} "
         f"cells/min, speedup {r['speedup']:.2f}×" for _, r in df.iterrows()]
 
@@ -792,6 +854,7 @@ def main(argv=None) -> int:
     if args.out is None and (args.quick or device.type != "cuda"):
         raise ConfigError("No --out given: on a CPU (or with --quick) the check writes elsewhere "
                           "than benchmarks/gpu/, which holds GPU results only. Pass --out DIR.")
+    preflight(args.sections)
     s = QUICK if args.quick else FULL
     if args.quick:  # tiny models: one thread is faster, and spared when the CPU is shared
         torch.set_num_threads(1)
@@ -833,4 +896,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except SurveyError as exc:  # a user-fixable error: its paragraph, exit 2 (as the CLI does)
+        print(f"gpu_check: {exc}", file=sys.stderr)
+        sys.exit(2)

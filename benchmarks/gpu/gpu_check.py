@@ -109,7 +109,7 @@ class Settings:
     batches: tuple[int, ...] = (32, 512)
     eval_batch: int = EVAL_BATCH  # PGD and forward passes also measured (eager) at this batch
     variants: tuple[str, ...] = ("eager", "reduce-overhead", "cudagraphs", "inductor")
-    compile_budget_s: float | None = 120  # compiled rows start only while the section is younger
+    compile_budget_s: float | None = 90  # compiled rows start only while the section is younger
     warmup: int = 3
     repeats: int = 10
     stack: int = 4  # models of one architecture trained in one vmapped step
@@ -121,7 +121,7 @@ class Settings:
     base_profile: str = "paper"
     profile_changes: dict = field(default_factory=dict)
     slice_dataset: str = "breastmnist"
-    slice_epochs: int = 3
+    slice_epochs: int = 2
     slice_grid: dict = field(default_factory=lambda: dict(
         defenses=("nat", "pgd_at"), seeds=(0, 1), attacks=("clean", "fgsm", "pgd", "cw", "square"),
         eval_eps=(2, 8), square_queries=200))
@@ -836,7 +836,7 @@ def parse(argv=None) -> argparse.Namespace:
                    "throughput section (default: eager reduce-overhead cudagraphs inductor)")
     p.add_argument("--batches", nargs="+", type=int, help="batch sizes (default: 32 512)")
     p.add_argument("--compile-budget", type=float, metavar="SECONDS", help="compiled rows start only "
-                   "this long into the throughput section (default: 120 on a GPU, none with --quick)")
+                   "this long into the throughput section (default: 90 on a GPU, none with --quick)")
     p.add_argument("--workers", nargs="+", type=int, help="worker counts (default: 1 4)")
     p.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"],
                    help="the reference precision, then the candidates (default: fp32 bf16)")

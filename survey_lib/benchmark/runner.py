@@ -290,15 +290,30 @@ def _column_cost(column: str, spec: GridSpec, classes: int) -> tuple[float, floa
             "sanity": (20 + 500 + 50, 3)}[column]
 
 
-def estimate_seconds(cells: list[Cell], spec: GridSpec, root: Path, profile=None) -> float:
-    """A rough upper bound (seconds on the 2-core CPU) of the cells without a row: training at
-    :data:`GRADS_PER_SECOND` (a PGD-k epoch is k + 1 passes; the checkpoint selection's PGD on
-    validation images included) and attacks as :func:`_column_cost`, scaled by the model's cost."""
+def _rates(model: str, rates: dict | None) -> dict[str, float]:
+    """Images per second of a model: ``rates[model]`` when measured (keys ``train``: training steps;
+    ``inner``: input-gradient evaluations at the training batch, the adversarial-training attack;
+    ``grads`` and ``forwards``: input-gradient evaluations and forward passes at the evaluation
+    batch), else the 2-core CPU constants scaled by :data:`MODEL_COST`."""
+    if rates and model in rates:
+        return rates[model]
+    cost = MODEL_COST.get(model, 1.0)
+    return {"train": GRADS_PER_SECOND / cost, "inner": GRADS_PER_SECOND / cost,
+            "grads": GRADS_PER_SECOND / cost, "forwards": FORWARDS_PER_SECOND / cost}
+
+
+def estimate_seconds(cells: list[Cell], spec: GridSpec, root: Path, profile=None,
+                     rates: dict | None = None, breakdown: bool = False):
+    """A rough upper bound (seconds; on the 2-core CPU unless ``rates`` gives measured images/s per
+    model, see :func:`_rates`) of the cells without a row: training (a PGD-k epoch is one training
+    step and k inner gradient evaluations per image; the checkpoint selection's PGD on validation
+    images included) and attacks as :func:`_column_cost`. ``breakdown``: a dict of seconds by part
+    (``"training"`` and each column) instead of the total."""
     from ..data import _info
     from .protocol import model_config
 
     todo = [c for c in cells if not c.path(root).exists()]
-    seconds, sizes = 0.0, {}
+    parts, sizes = {}, {}
     for c in todo:
         if c.dataset not in sizes:
             info = _info().get(c.dataset, {"n_samples": {"train": 140, "val": 20, "test": 40},
@@ -306,19 +321,22 @@ def estimate_seconds(cells: list[Cell], spec: GridSpec, root: Path, profile=None
             sizes[c.dataset] = (info["n_samples"], len(info["label"]))
         samples, classes = sizes[c.dataset]
         config = model_config(c.dataset, c.defense, c.train_eps, c.seed, profile, spec.external)
+        r = _rates(config["model"], rates)
         n = samples["test"]
         cap = {"sanity": spec.sanity_subset}.get(c.attack, spec.slow_subset if c.attack in (
             "autoattack", "aa_lite", "square", "simba") else spec.eval_subset)
         grads, forwards = _column_cost(c.attack, spec, classes)
-        seconds += min(n, cap or n) * (grads / GRADS_PER_SECOND + forwards / FORWARDS_PER_SECOND) \
-            * MODEL_COST.get(config["model"], 1.0)
+        parts[c.attack] = parts.get(c.attack, 0.0) + min(n, cap or n) * (
+            grads / r["grads"] + forwards / r["forwards"])
+    parts["training"] = 0.0
     for model in {c.model for c in todo if c.defense not in spec.external} | {
             (c.dataset, "nat", None, spec.surrogate_seed) for c in todo if c.attack == "transfer"}:
         config = model_config(*model, profile)
+        r = _rates(config["model"], rates)
         samples = sizes[model[0]][0]
         n = min(samples["train"], config.get("train_subset") or 10**9)
         select = min(samples["val"], config.get("select_subset") or 10**9) * config.get(
             "select_steps", 0)
-        seconds += (n * (1 + config.get("steps", 0)) + select) * config["epochs"] \
-            * MODEL_COST.get(config["model"], 1.0) / GRADS_PER_SECOND
-    return seconds
+        parts["training"] += (n / r["train"] + n * config.get("steps", 0) / r["inner"]
+                              + select / r["grads"]) * config["epochs"]
+    return parts if breakdown else sum(parts.values())

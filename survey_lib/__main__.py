@@ -131,9 +131,16 @@ def _site(args) -> None:
 
 def _exercises(args) -> int:
     from . import exercises
+    from .errors import ConfigError
 
     if args.action == "grade":
         return exercises.grade(args.file)
+    if args.nbgrader:
+        if args.check:
+            raise ConfigError("--check compares the committed student copies; the nbgrader copies are "
+                              "not committed. Run `exercises build --check` without --nbgrader.")
+        print("wrote nbgrader source notebooks: " + ", ".join(map(str, exercises.build_nbgrader(args.out))))
+        return 0
     if args.check:
         stale = exercises.stale(args.out)
         print("stale exercise copies, run `python -m survey_lib exercises build`: " + ", ".join(stale)
@@ -218,9 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "student copies (notebooks/exercises/) or grade one")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     b = actions.add_parser("build", help="write the student copies, solutions replaced by stubs")
-    b.add_argument("--out", help="output folder (default: notebooks/exercises)")
+    b.add_argument("--out", help="output folder (default: notebooks/exercises; with --nbgrader: "
+                   "results/nbgrader)")
     b.add_argument("--check", action="store_true", help="write nothing; exit 1 if the copies in "
                    "the output folder are not up to date")
+    b.add_argument("--nbgrader", action="store_true", help="write nbgrader source notebooks instead "
+                   "(OUT/source/<notebook>/<notebook>.ipynb: solution regions, autograded check cells "
+                   "with the task's grade_id and points) for a course's own nbgrader")
     g = actions.add_parser("grade", help="run the checks of a notebook's tasks on a student's copy: "
                            "per-task report and score (exit 0 at full marks, 1 otherwise, 2 if "
                            "FILE is not an exercise notebook)")

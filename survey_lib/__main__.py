@@ -125,7 +125,7 @@ def _site(args) -> None:
 
     out = Path(args.out) if args.out else ROOT / "site"
     records = build_site(args.profile or os.environ.get("SURVEY_PROFILE") or "smoke", out,
-                         args.notebooks, args.results)
+                         args.notebooks, args.results, with_solutions=args.with_solutions)
     print(f"{len(records)} notebook(s) rendered; open {out / 'index.html'}")
 
 
@@ -219,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. 00 09; default: all)")
     p.add_argument("--results", help="folder whose Markdown tables and PNG figures the site "
                    "shows (default: the repository's benchmarks/, the committed results)")
+    p.add_argument("--with-solutions", action="store_true", help="show the exercises' reference "
+                   "solutions (by default the site shows their signatures and docstrings only)")
     p.set_defaults(func=_site)
 
     p = sub.add_parser("exercises", help="course-assignment copies of the notebooks: build the "

@@ -147,10 +147,12 @@ def check_calls(node: ast.AST, ids) -> list[tuple[str, ast.expr]]:
     """(task id, the expression passed as the function) of every ``check("<task>", fn)`` in node."""
     calls = []
     for call in ast.walk(node):
-        name = getattr(getattr(call, "func", None), "attr", getattr(getattr(call, "func", None), "id", None))
-        if isinstance(call, ast.Call) and name == "check" and len(call.args) >= 2 \
-                and isinstance(call.args[0], ast.Constant) and call.args[0].value in ids:
-            calls.append((call.args[0].value, call.args[1]))
+        if not (isinstance(call, ast.Call) and len(call.args) >= 2):
+            continue
+        func, first = call.func, call.args[0]
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name == "check" and isinstance(first, ast.Constant) and first.value in ids:
+            calls.append((first.value, call.args[1]))
     return calls
 
 

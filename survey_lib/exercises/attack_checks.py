@@ -46,7 +46,7 @@ def _ce(logits, y):
 
 
 def _dice(logits, masks):
-    from ..train import dice_loss
+    from ..losses import dice_loss
 
     return dice_loss(logits, masks)
 
@@ -294,7 +294,7 @@ def _dice_mistakes(logits, masks):
 
 
 def check_dice_loss(soft_dice_loss) -> str:
-    from ..train import dice_loss
+    from ..losses import dice_loss
 
     logits, masks = logit_maps()
     mistakes = lambda: _dice_mistakes(logits, masks)  # noqa: E731
@@ -306,6 +306,6 @@ def check_dice_loss(soft_dice_loss) -> str:
              *differentiable(out, {"logits": passed[0]}),
              "" if 0 <= out.item() <= 1 else f"the loss is {out.item():.3g}: a soft Dice loss lies in "
                                               "[0, 1] (1 minus a mean of Dice scores)"], out, mistakes)
-    return match(out, dice_loss(logits, masks), 1e-6, "survey_lib.train.dice_loss on 4 random logit "
+    return match(out, dice_loss(logits, masks), 1e-6, "survey_lib.losses.dice_loss on 4 random logit "
                                                        "maps (one without lesion)", mistakes)
 

@@ -77,7 +77,7 @@ TASKS: dict[str, Task] = {t.id: t for t in (
          "W) in {0, 1}); per image, Dice = (2·Σ p·m + 1) / (Σ p + Σ m + 1) with the +1 smoothing; "
          "return 1 minus the mean Dice over the batch, as a scalar tensor that back-propagates to "
          "the logits.",
-         check_dice_loss, 1, ("survey_lib.train:dice_loss",)),
+         check_dice_loss, 1, ("survey_lib.losses:dice_loss",)),
     Task("04.dice_pgd", "04_segmentation_and_3d", "dice_pgd", "PGD on the Dice loss",
          "Write dice_pgd(model, x, masks, eps, steps, step_size, noise): the segmentation attack "
          "that ascends the soft Dice loss of the U-Net's lesion map — PGD in the L∞ ball exactly as "

@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("site", help="execute the notebooks in a profile and write a browsable "
-                       "HTML site (index in taxonomy order, benchmark tables and figures)")
+                       "HTML site (index in taxonomy order, exercise copies, API reference, "
+                       "benchmark tables and figures)")
     p.add_argument("--profile", help="compute profile (default: $SURVEY_PROFILE, else smoke)")
     p.add_argument("--out", help="output folder (default: the checkout's site/)")
     p.add_argument("--notebooks", nargs="+", metavar="NN", help="only these notebooks, by number "

@@ -197,15 +197,22 @@ def _site(args) -> None:
 
     out = Path(args.out) if args.out else ROOT / "site"
     records = build_site(args.profile or os.environ.get("SURVEY_PROFILE") or "smoke", out,
-                         args.notebooks, args.results)
+                         args.notebooks, args.results, with_solutions=args.with_solutions)
     print(f"{len(records)} notebook(s) rendered; open {out / 'index.html'}")
 
 
 def _exercises(args) -> int:
     from . import exercises
+    from .errors import ConfigError
 
     if args.action == "grade":
         return exercises.grade(args.file)
+    if args.nbgrader:
+        if args.check:
+            raise ConfigError("--check compares the committed student copies; the nbgrader copies are "
+                              "not committed. Run `exercises build --check` without --nbgrader.")
+        print("wrote nbgrader source notebooks: " + ", ".join(map(str, exercises.build_nbgrader(args.out))))
+        return 0
     if args.check:
         stale = exercises.stale(args.out)
         print("stale exercise copies, run `python -m survey_lib exercises build`: " + ", ".join(stale)
@@ -296,22 +303,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("site", help="execute the notebooks in a profile and write a browsable "
-                       "HTML site (index in taxonomy order, benchmark tables and figures)")
+                       "HTML site (index in taxonomy order, exercise copies, API reference, "
+                       "benchmark tables and figures)")
     p.add_argument("--profile", help="compute profile (default: $SURVEY_PROFILE, else smoke)")
     p.add_argument("--out", help="output folder (default: the checkout's site/)")
     p.add_argument("--notebooks", nargs="+", metavar="NN", help="only these notebooks, by number "
                    "(e.g. 00 09; default: all)")
     p.add_argument("--results", help="folder whose Markdown tables and PNG figures the site "
                    "shows (default: the repository's benchmarks/, the committed results)")
+    p.add_argument("--with-solutions", action="store_true", help="show the exercises' reference "
+                   "solutions (by default the site shows their signatures and docstrings only)")
     p.set_defaults(func=_site)
 
     p = sub.add_parser("exercises", help="course-assignment copies of the notebooks: build the "
                        "student copies (notebooks/exercises/) or grade one")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     b = actions.add_parser("build", help="write the student copies, solutions replaced by stubs")
-    b.add_argument("--out", help="output folder (default: notebooks/exercises)")
+    b.add_argument("--out", help="output folder (default: notebooks/exercises; with --nbgrader: "
+                   "results/nbgrader)")
     b.add_argument("--check", action="store_true", help="write nothing; exit 1 if the copies in "
                    "the output folder are not up to date")
+    b.add_argument("--nbgrader", action="store_true", help="write nbgrader source notebooks instead "
+                   "(OUT/source/<notebook>/<notebook>.ipynb: solution regions, autograded check cells "
+                   "with the task's grade_id and points) for a course's own nbgrader")
     g = actions.add_parser("grade", help="run the checks of a notebook's tasks on a student's copy: "
                            "per-task report and score (exit 0 at full marks, 1 otherwise, 2 if "
                            "FILE is not an exercise notebook)")

@@ -1,4 +1,6 @@
-"""Course-assignment copies of the notebooks: build, stubs, grading, and bad input to the grader."""
+"""Course-assignment copies of the notebooks: build, stubs, nbgrader export, how a file is graded
+(as its check cells see it top to bottom), and bad input to the grader. The recorded right and wrong
+answers are in test_exercise_answers.py."""
 
 import ast
 import re
@@ -6,10 +8,12 @@ import re
 import jupytext
 import nbformat
 import pytest
+from exercise_answers import RIGHT, WRONG
 
 from survey_lib import exercises
 from survey_lib.__main__ import main
-from survey_lib.exercises import EXERCISES, NOTEBOOKS, TASKS, grade_notebook
+from survey_lib.exercises import EXERCISES, TASKS, grade_notebook, verdict
+from survey_lib.paths import NOTEBOOKS
 
 BOOKS = sorted({t.notebook for t in TASKS.values()})
 
@@ -86,14 +90,6 @@ def test_stubs_keep_signature_and_docstring(notebook):
 
 
 @pytest.mark.parametrize("notebook", BOOKS)
-def test_relative_paths_of_the_copies_point_at_the_repository(notebook):
-    copy = nbformat.read(EXERCISES / f"{notebook}.ipynb", as_version=4)
-    for cell in copy.cells:
-        for rel in re.findall(r'Path\("(\.\.[^"]*)"\)', cell.source if cell.cell_type == "code" else ""):
-            assert (EXERCISES / rel).parent.is_dir(), rel
-
-
-@pytest.mark.parametrize("notebook", BOOKS)
 def test_reference_solutions_score_full_marks(notebook):
     for path in (NOTEBOOKS / f"{notebook}.ipynb", NOTEBOOKS / f"{notebook}.py"):
         statuses, results = _statuses(path)
@@ -107,35 +103,85 @@ def test_untouched_stubs_score_zero(notebook):
     assert all(r.task in r.message for r in results)
 
 
-def test_student_copy_scores_zero_then_full_after_pasting_the_solutions(tmp_path, capsys):
+def _solutions(notebook="01_whitebox_attacks"):
+    return [c.source for c in jupytext.read(NOTEBOOKS / f"{notebook}.py").cells
+            if "solution" in c.metadata.get("tags", [])]
+
+
+def test_solutions_written_below_the_untouched_stubs_score_full_marks(tmp_path, capsys):
+    """The issue's case: each solution in a new cell under its untouched stub, above its check cell."""
     path = _copy(tmp_path)
     assert main(["exercises", "grade", str(path)]) == 1
-    assert "score 0/3" in capsys.readouterr().out
-    solutions = [c.source for c in jupytext.read(NOTEBOOKS / "01_whitebox_attacks.py").cells
-                 if "solution" in c.metadata.get("tags", [])]
-    assert len(solutions) == 3
+    assert "score 0/3 tasks, 0/4 points" in capsys.readouterr().out
 
-    def paste(nb):
-        cells = [c for c in nb.cells if "exercise" in c.metadata.get("tags", [])]
-        for cell, source in zip(cells, solutions, strict=True):
-            cell.source = source
+    def paste_below(nb):
+        stubs = [c for c in nb.cells if "exercise" in c.metadata.get("tags", [])]
+        for stub, source in zip(stubs, _solutions(), strict=True):
+            nb.cells.insert(nb.cells.index(stub) + 1, nbformat.v4.new_code_cell(source))
 
-    _edit(path, paste)
+    _edit(path, paste_below)
     assert main(["exercises", "grade", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "score 3/3" in out and out.count("PASS") == 3
+    assert "score 3/3 tasks, 4/4 points" in out and out.count("PASS") == 3
 
 
-def test_a_wrong_answer_fails_with_the_difference(tmp_path):
+def test_a_definition_below_its_check_cell_is_not_graded(tmp_path):
+    """Run top to bottom, the check cell sees the stub: so does the grader, and it says why."""
     path = _copy(tmp_path)
-    _edit(path, lambda nb: setattr(_task_cell(nb, "01.fgsm"), "source", (
-        "def fgsm(model, x, y, eps):\n"
-        "    x = x.clone().requires_grad_(True)\n"
-        "    (g,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)\n"
-        "    return (x + eps * g.sign()).clamp(0, 1).detach()  # forgot /255\n")))
+    _edit(path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(_solutions()[0])))
     statuses, results = _statuses(path)
-    assert statuses["01.fgsm"] == "FAIL"
-    assert "max |Δ|" in results[0].message and "/255" in results[0].message
+    assert statuses["01.fgsm"] == "NOT IMPLEMENTED"
+    assert "below the check cell" in results[0].message and "move it above" in results[0].message
+
+
+def test_the_check_cell_decides_which_function_is_graded(tmp_path):
+    path = _copy(tmp_path)
+
+    def rename(nb):
+        check = next(c for c in nb.cells if 'check("01.fgsm", fgsm)' in c.source)
+        check.source = check.source.replace("fgsm)", "my_fgsm)")
+        nb.cells.insert(nb.cells.index(check), nbformat.v4.new_code_cell(
+            _solutions()[0].replace("def fgsm(", "def my_fgsm(")))
+
+    _edit(path, rename)
+    statuses, _ = _statuses(path)
+    assert statuses["01.fgsm"] == "PASS"  # while fgsm() is still the untouched stub
+    _edit(path, lambda nb: nb.cells.remove(next(c for c in nb.cells if "def my_fgsm(" in c.source)))
+    statuses, results = _statuses(path)
+    assert statuses["01.fgsm"] == "MISSING" and "passes my_fgsm, which no cell above it" in results[0].message
+
+
+def test_the_last_check_cell_of_a_task_counts(tmp_path):
+    """A check cell copied below a new definition: top to bottom, the first prints ✗ (stub), the
+    last ✓; the grader reports the last."""
+    path = _copy(tmp_path)
+
+    def recheck(nb):
+        check = next(c for c in nb.cells if 'check("01.fgsm", fgsm)' in c.source)
+        at = nb.cells.index(check) + 1
+        nb.cells[at:at] = [nbformat.v4.new_code_cell(_solutions()[0]),
+                           nbformat.v4.new_code_cell('exercises.check("01.fgsm", fgsm)')]
+
+    _edit(path, recheck)
+    statuses, _ = _statuses(path)
+    assert statuses["01.fgsm"] == "PASS"
+
+
+def test_helpers_and_constants_from_cells_above_are_defined_and_computations_skipped(tmp_path):
+    path = _copy(tmp_path)
+
+    def helper_above(nb):
+        stub = _task_cell(nb, "01.fgsm")
+        nb.cells.insert(nb.cells.index(stub), nbformat.v4.new_code_cell(
+            "SCALE = 1 / 255\nmodel_that_trains = train_forever()  # skipped: a call\n\n"
+            "def _signed_step(x, grad, eps):\n    return (x + eps * SCALE * grad.sign()).clamp(0, 1)\n"))
+        stub.source = ("def fgsm(model, x, y, eps):\n    x = x.clone().requires_grad_(True)\n"
+                       "    (g,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)\n"
+                       "    return _signed_step(x, g, eps).detach()\n")
+
+    _edit(path, helper_above)
+    statuses, results = _statuses(path)
+    assert statuses["01.fgsm"] == "PASS", results
 
 
 def test_bad_input_not_an_exercise_notebook(tmp_path, capsys):
@@ -155,7 +201,7 @@ def test_bad_input_deleted_cells(tmp_path, capsys):
     statuses, results = _statuses(path)
     assert statuses == {"01.fgsm": "NOT IMPLEMENTED", "01.pgd": "MISSING",
                         "01.l2_projection": "NOT IMPLEMENTED"}
-    assert "deleted" in results[1].message
+    assert "passes pgd, which no cell above it defines" in results[1].message
     _edit(path, lambda nb: setattr(nb, "cells", []))  # every cell gone: the metadata still says 01
     statuses, _ = _statuses(path)
     assert set(statuses.values()) == {"MISSING"} and len(statuses) == 3
@@ -167,18 +213,18 @@ def test_bad_input_functions_and_cells_that_raise(tmp_path):
     path = _copy(tmp_path)
 
     def break_them(nb):
-        _task_cell(nb, "01.fgsm").source = "def fgsm(model, x, y, eps):\n    return 1 / 0\n"
+        _task_cell(nb, "01.fgsm").source = "def fgsm(model, x, y, eps):\n    x = x + 1\n    return 1 / 0\n"
         _task_cell(nb, "01.pgd").source = "def pgd(model, x, y, eps, steps, step_size, noise:\n"
-        _task_cell(nb, "01.l2_projection").source = ("undefined_name()\n"
+        _task_cell(nb, "01.l2_projection").source = ("import not_a_module\n"
                                                      "def project_l2(x_adv, x, eps):\n    pass\n")
 
     _edit(path, break_them)
     statuses, results = _statuses(path)
     assert set(statuses.values()) == {"ERROR"}
     fgsm, pgd, proj = (r.message for r in results)
-    assert "ZeroDivisionError" in fgsm and "line 2 of the 01.fgsm cell" in fgsm
-    assert "SyntaxError" in pgd
-    assert "NameError" in proj and "undefined_name" in proj
+    assert "ZeroDivisionError" in fgsm and "line 3 of fgsm()" in fgsm
+    assert "SyntaxError" in pgd and "does not parse" in pgd
+    assert "ModuleNotFoundError" in proj and "not_a_module" in proj
 
 
 def test_bad_input_a_function_that_exits(tmp_path):
@@ -215,17 +261,95 @@ def test_check_never_raises_and_prints_the_verdict(capsys):
     exercises.check("01.l2_projection", lambda x_adv, x, eps: (x + (x_adv - x).renorm(2, 0, eps)).clamp(0, 1))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("✗ 01.l2_projection") and "not implemented yet — Task" in lines[0]
-    assert lines[1].startswith("✗ 01.l2_projection") and "max |Δ|" in lines[1]
+    assert lines[1].startswith("✗ 01.l2_projection") and "per-image L2 norm" in lines[1]
     assert lines[2].startswith("✓ 01.l2_projection")
+
+
+def test_strict_check_raises_unless_the_task_passes(capsys):
+    with pytest.raises(AssertionError, match="per-image L2 norm"):
+        exercises.check("01.l2_projection", lambda x_adv, x, eps: x_adv.clamp(0, 1), strict=True)
+    exercises.check("01.l2_projection", lambda x_adv, x, eps: (x + (x_adv - x).renorm(2, 0, eps)).clamp(0, 1),
+                    strict=True)
+    assert capsys.readouterr().out.startswith("✗ 01.l2_projection")
+
+
+def test_nbgrader_copies_carry_task_ids_and_points(tmp_path, capsys):
+    assert main(["exercises", "build", "--nbgrader", "--out", str(tmp_path)]) == 0
+    assert "wrote nbgrader source notebooks" in capsys.readouterr().out
+    ids = set()
+    for notebook in BOOKS:
+        nb = nbformat.read(tmp_path / "source" / notebook / f"{notebook}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        graded = [c for c in nb.cells if c.metadata.get("nbgrader")]
+        ids |= {c.metadata.nbgrader.grade_id for c in graded}
+        for task in (t for t in TASKS.values() if t.notebook == notebook):
+            answer, test = [c for c in graded if c.metadata.get("task") == task.id]
+            assert answer.metadata.nbgrader == {"grade": False, "solution": True, "locked": False,
+                                                "schema_version": 3, "grade_id": exercises.grade_id(
+                                                    task, "answer")}
+            assert test.metadata.nbgrader == {"grade": True, "solution": False, "locked": True,
+                                              "schema_version": 3, "points": task.points,
+                                              "grade_id": exercises.grade_id(task)}
+            assert "### BEGIN SOLUTION" in answer.source and f'check("{task.id}"' in test.source
+            if task.id in ("02.square_update", "04.dice_loss", "05.trades_loss"):
+                _autograde(answer.source, test.source, task)
+    assert len(ids) == 2 * len(TASKS)  # nbgrader needs unique grade ids
+    assert main(["exercises", "build", "--nbgrader", "--check"]) == 2
+
+
+def _autograde(answer: str, test: str, task):
+    """The test cell passes with the answer cell as written and raises once the solution region is
+    replaced by a stub, as `nbgrader generate_assignment` does."""
+    setup = "import torch\nimport torch.nn.functional as F\nfrom survey_lib import exercises\n"
+    namespace: dict = {}
+    exec(setup + answer + "\n" + test, namespace)
+    released = re.sub(r"( *)### BEGIN SOLUTION.*?### END SOLUTION", r"\1raise NotImplementedError()",
+                      answer, flags=re.DOTALL)
+    exec(setup + released, namespace)
+    with pytest.raises(AssertionError, match=f"✗ {re.escape(task.id)}.*not implemented"):
+        exec(test, namespace)
 
 
 @pytest.mark.parametrize("notebook", BOOKS)
 def test_student_copy_runs_top_to_bottom(notebook, tmp_path, data_env, run_smoke):
     """Acceptance: each student copy executes (smoke profile, from notebooks/exercises/ as a student
-    would run it) and its check cells report the stubs instead of failing."""
-    outputs = run_smoke(EXERCISES / f"{notebook}.ipynb", EXERCISES, tmp_path / "out.ipynb")
+    would run it) with a correct answer written below the first stub and a wrong one in place of
+    the second; every check cell prints exactly the grader's verdict on the same file."""
+    tasks = [t for t in TASKS.values() if t.notebook == notebook]
+    nb = nbformat.read(EXERCISES / f"{notebook}.ipynb", as_version=4)
+    first = _task_cell(nb, tasks[0].id)
+    nb.cells.insert(nb.cells.index(first) + 1, nbformat.v4.new_code_cell(
+        next(a for a in RIGHT if a.task == tasks[0].id).source))
+    if len(tasks) > 1:
+        _task_cell(nb, tasks[1].id).source = next(a for a in WRONG if a.task == tasks[1].id).source
+    planted = tmp_path / f"{notebook}.ipynb"
+    nbformat.write(nb, planted)
+    outputs = run_smoke(planted, EXERCISES, tmp_path / "out.ipynb")
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    text = "".join("".join(o.get("text", "")) for o in outputs if o.get("name") == "stdout")
-    tasks = [t for t in TASKS if TASKS[t].notebook == notebook]
-    for task in tasks:
-        assert f"✗ {task} ({TASKS[task].title}): not implemented yet — Task {task}" in text
+    printed = "".join("".join(o.get("text", "")) for o in outputs if o.get("name") == "stdout")
+    results, _ = grade_notebook(planted)
+    assert [r.status for r in results] == ["PASS", "FAIL", "NOT IMPLEMENTED"][:len(tasks)]
+    for result in results:
+        assert verdict(result) in printed.splitlines(), (verdict(result), printed)
+
+
+def test_hide_solutions_keeps_the_task_and_drops_the_answer_key():
+    """The site's view of a solution cell: signature and docstring, no body, no output; a traceback
+    that quotes a line of the body (an error raised inside a solution) loses that line."""
+    source = _solutions()[0]
+    body = "(grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)"
+    assert body in source
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(source, metadata={"tags": ["solution"]},
+                                  outputs=[nbformat.v4.new_output("stream", text="printed\n")]),
+        nbformat.v4.new_code_cell("fgsm(None, 1, 2, 3)", outputs=[nbformat.v4.new_output(
+            "error", ename="TypeError", evalue="bad", traceback=[
+                "\x1b[0;31mTypeError\x1b[0m", f"----> 2 \x1b[0m    {body}", "other frame"])])])
+    exercises.hide_solutions(nb)
+    hidden = nb.cells[0].source
+    assert hidden.startswith("def fgsm(model, x, y, eps):") and '"""Task 01.fgsm' in hidden
+    assert body not in hidden and "reference solution not shown" in hidden and nb.cells[0].outputs == []
+    traceback = nb.cells[1].outputs[0].traceback
+    assert traceback[0].endswith("TypeError\x1b[0m") and traceback[2] == "other frame"
+    assert body not in traceback[1]
+    ast.parse(hidden)  # still Python

@@ -37,16 +37,23 @@ def test_grid_rows_are_complete(full_run):
 
 
 def test_killed_run_resumes_without_recomputing(full_run, tmp_path, monkeypatch):
+    """A run killed after 5 cells and resumed gives the rows of the uninterrupted run, each cell
+    computed once. Its models are trained again in a cache of their own (not loaded from the first
+    run's), so this also checks that training and evaluation are deterministic."""
     _, rows = full_run
-    B.run_grid(SPEC, tmp_path, "smoke", progress=False, stop_after=5)  # "killed" after 5 cells
-    done = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.json")}
+    monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path / "runs"))
+    results = tmp_path / "results"
+    B.run_grid(SPEC, results, "smoke", progress=False, stop_after=5)  # "killed" after 5 cells
+    done = {p: p.stat().st_mtime_ns for p in results.rglob("*.json")}
     assert len(done) == 5
     computed = []
     real = B.run_cell
     monkeypatch.setattr(B, "run_cell", lambda cell, *a: computed.append(cell) or real(cell, *a))
-    resumed = B.run_grid(SPEC, tmp_path, "smoke", progress=False)
+    resumed = B.run_grid(SPEC, results, "smoke", progress=False)
     assert len(computed) == 11 and all(p.stat().st_mtime_ns == t for p, t in done.items())
-    pick = ["defense", "eps", "attack", "clean_acc", "robust_acc", "robust_bacc", "robust_shares"]
+    assert len(list((tmp_path / "runs").rglob("model.pt"))) == 3  # nat, pgd_at ε=2 and ε=8: retrained
+    pick = ["defense", "eps", "attack", "clean_acc", "clean_auc", "robust_acc", "robust_bacc",
+            "robust_auc", "robust_shares"]
     assert [[r[k] for k in pick] for r in resumed] == [[r[k] for k in pick] for r in rows]
     assert benchmark_table(resumed, "breastmnist").equals(benchmark_table(rows, "breastmnist"))
 
@@ -84,6 +91,58 @@ def test_tables_and_figures(full_run, tmp_path):
     assert "pgd_at" in md and "autoattack ε=8" in md
     paths += save_figures(plot_benchmark(rows), tmp_path / "figures")
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def _cell(text: str) -> tuple[float, bool]:
+    """A table cell "0.123†" as (0.123, True)."""
+    return float(text.rstrip("†")), text.endswith("†")
+
+
+def _markdown_cells(text: str) -> dict:
+    """{(row label, column label): (value, dagger)} of the one Markdown table in ``text``."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    split = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    header, body = split[0], split[2:]  # split[1] is the :--- separator
+    return {(row[0], col): _cell(cell) for row in body for col, cell in zip(header[1:], row[1:])}
+
+
+def _latex_cells(text: str, columns: list[str]) -> dict:
+    """{(row label, column label): (value, dagger)} of the body rows of a LaTeX table."""
+    body = text.split("\\midrule")[1].split("\\bottomrule")[0]
+    rows = [[c.strip() for c in line.rstrip("\\ ").split("&")] for line in body.splitlines()
+            if "&" in line]
+    return {(row[0], col): _cell(cell) for row in rows for col, cell in zip(columns, row[1:])}
+
+
+def test_dagger_marks_exactly_the_collapsed_models(tmp_path):
+    """† follows the *model* (dataset, defense, training ε) whose clean predictions collapsed, in
+    every attack column at that ε and nowhere else; a model that collapses only under attack
+    (robust_collapsed) is not marked. Checked cell by cell in the Markdown and LaTeX tables."""
+    collapsed = {("breastmnist", "pgd_at", 8), ("pneumoniamnist", "trades", 2)}
+    rows, value = [], 0.1
+    for dataset in ("breastmnist", "pneumoniamnist"):
+        for defense in ("nat", "pgd_at", "trades"):
+            for eps in (2, 8):
+                for attack in ("clean", "pgd"):
+                    value = round(value + 0.013, 3)  # every cell its own value
+                    rows.append({"dataset": dataset, "defense": defense, "eps": eps,
+                                 "attack": attack, "robust_acc": value,
+                                 "robust_bacc": round(1 - value, 3),
+                                 "collapsed": (dataset, defense, eps) in collapsed,
+                                 "robust_collapsed": defense == "nat" and attack == "pgd"})
+    save_benchmark_tables(rows, tmp_path)
+    columns = [f"{attack} ε={eps}" for attack in ("clean", "pgd") for eps in (2, 8)]
+    for dataset in ("breastmnist", "pneumoniamnist"):
+        for metric in ("robust_acc", "robust_bacc"):
+            expected = {(r["defense"], f"{r['attack']} ε={r['eps']}"):
+                        (r[metric], (dataset, r["defense"], r["eps"]) in collapsed)
+                        for r in rows if r["dataset"] == dataset}
+            stem = tmp_path / f"{dataset}_{metric}"
+            assert _markdown_cells(stem.with_suffix(".md").read_text()) == expected
+            assert _latex_cells(stem.with_suffix(".tex").read_text(), columns) == expected
+    marked = sum(dagger for _, dagger in _markdown_cells(
+        (tmp_path / "breastmnist_robust_acc.md").read_text()).values())
+    assert marked == 2  # pgd_at at ε=8 under clean and pgd
 
 
 @pytest.mark.parametrize("field,value,match", [

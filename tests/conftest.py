@@ -63,3 +63,40 @@ def run_smoke(monkeypatch):
         return [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def breast(real_root):
+    """A BreastMNIST CNN trained 8 epochs (the model test_purification and test_smoothing also
+    train) and the 156 test images ``(model, x, y)``: with steps of ε, PGD fools some images on the
+    way and not at the end."""
+    from survey_lib.config import get_profile
+    from survey_lib.train import load_dataset, train_baseline
+
+    profile = get_profile("smoke").replace(epochs=8, width=16, train_subset=None)
+    model, _ = train_baseline("breastmnist", profile, root=real_root, progress=False)
+    test = load_dataset("breastmnist", root=real_root)["test"]
+    return model, test.x, test.y.view(-1)
+
+
+@pytest.fixture
+def cascade_by_hand():
+    """``run(model, x, y, attacks) -> (robust counts, x_adv)``: an AutoAttack-style cascade computed
+    attack by attack, each attack called on its own on the images that every earlier one left
+    correctly classified; counts[0] is the clean count, counts[k] the count after attack k."""
+    import torch
+
+    def run(model, x, y, attacks):
+        with torch.no_grad():
+            robust = model(x).argmax(1) == y
+        counts, x_adv = [int(robust.sum())], x.clone()
+        for attack in attacks:
+            idx = robust.nonzero().view(-1)
+            if len(idx):
+                x_adv[idx] = attack(model, x[idx], y[idx])
+                with torch.no_grad():
+                    robust[idx] = model(x_adv[idx]).argmax(1) == y[idx]
+            counts.append(int(robust.sum()))
+        return counts, x_adv
+
+    return run

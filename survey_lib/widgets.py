@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from . import validation
 from .attacks import make_attack
 from .data import Split
+from .errors import ConfigError, DataError
 from .figures import _show
 from .train import build_for, load_dataset, runs_root
 
@@ -70,6 +72,9 @@ def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, e
     """Attack test image ``index`` and draw what changed; returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
+    if not 0 <= index < len(split):
+        raise ConfigError(f"Image index {index} is outside the {split.info.flag} test split "
+                          f"(0..{len(split) - 1}).")
     x, y = split.x[index:index + 1], split.y[index:index + 1]
     kw = {"eps": eps} if attack == "fgsm" else {"eps": eps, "steps": steps}
     x_adv = make_attack(attack, **kw)(model, x, y)
@@ -116,13 +121,16 @@ class Explorer:
     def __init__(self, datasets=("breastmnist", "pneumoniamnist"), models: dict | None = None,
                  split: Split | None = None, attack: str | None = None, eps: float = 4,
                  steps: int = 10, index: int = 0, interactive: bool | None = None):
-        self.datasets, self.models, self.split = list(datasets), models, split
+        eps = validation.linf_eps(eps, "Explorer")
+        if split is not None:
+            validation.split(split)
+        self.datasets, self.models, self.split = [d.lower() for d in datasets], models, split
         self._tests: dict[str, Split] = {}
         name = self.datasets[0]
         attack = attack or self.attacks_for(name)[-1 if self.segmentation(name) else 1]
         choices = self.model_choices(name)
         if not choices:
-            raise FileNotFoundError(
+            raise DataError(
                 f"No trained model for {name} under {runs_root()}: run notebook 00 (or `python -m "
                 f"survey_lib train --dataset {name}`) first, or pass models={{label: model}}.")
         self.figure, self.widget, self.controls = None, None, {}

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from survey_lib.errors import DataError
 from survey_lib.models import build_model
 from survey_lib.train import load_dataset
 from survey_lib.widgets import Explorer, cached_models, load_cached, widget_frontend
@@ -77,5 +78,5 @@ def test_cached_models_are_found_and_loaded(tmp_path, breast, toy):
 
 def test_no_model_is_a_clear_error(tmp_path, monkeypatch, data_env):
     monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="No trained model for breastmnist"):
+    with pytest.raises(DataError, match="No trained model for breastmnist"):
         Explorer(["breastmnist"], interactive=False)

@@ -31,9 +31,11 @@ def real_root() -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_runs(tmp_path_factory):
-    """Cache trained models in a temporary folder shared by the whole test session."""
+    """Cache trained models in a temporary folder shared by the whole test session
+    ($SURVEY_TEST_RUNS_DIR instead when set: tests/planted_bugs.py shares one between its runs)."""
     old = os.environ.get("SURVEY_RUNS_DIR")
-    os.environ["SURVEY_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    os.environ["SURVEY_RUNS_DIR"] = os.environ.get("SURVEY_TEST_RUNS_DIR") or str(
+        tmp_path_factory.mktemp("runs"))
     yield
     if old is None:
         os.environ.pop("SURVEY_RUNS_DIR", None)

@@ -8,7 +8,9 @@ listed test on the unmodified copy (a test that fails without the bug proves not
 stops), then, for each bug, applies it, runs that bug's tests with this checkout's Python and
 $SURVEY_DATA_DIR, restores the file and prints one line: ``caught`` when every listed test failed,
 ``NOT caught`` otherwise (an error in a fixture or a timeout is not a catch). Exit status 1 when a
-bug is not caught.
+bug is not caught or a listed test fails without any bug. The models the tests' session fixtures
+train are cached once for all runs, except for bugs in training code (``TRAINING_CODE``), whose
+runs train afresh. Not collected by pytest (its name does not start with ``test_``).
 
     SURVEY_DATA_DIR=<data dir> .venv/bin/python tests/planted_bugs.py            # every bug
     SURVEY_DATA_DIR=<data dir> .venv/bin/python tests/planted_bugs.py dagger 3d  # ids containing either
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -43,30 +44,34 @@ class Bug:
     why: str = ""
 
 
+VALIDATION = "tests/test_validation.py::"
+CACHES = "tests/test_caches.py::"
 BUGS: list[Bug] = [
-    # ------------------------------------------------------------------ report: † marking
-    Bug("dagger-whole-row", "survey_lib/report.py",
-        'dagger = "†" if (dataset, defense, eps) in collapsed else ""',
-        'dagger = "†" if any(k[:2] == (dataset, defense) for k in collapsed) else ""',
-        ("tests/test_benchmark.py::test_dagger_marks_exactly_the_collapsed_models",),
-        "† on every ε of a defense when one of its models collapsed"),
-    Bug("dagger-robust-collapse", "survey_lib/report.py",
-        'collapsed = {(r["dataset"], r["defense"], r["eps"]) for r in rows if r["collapsed"]}',
-        'collapsed = {(r["dataset"], r["defense"], r["eps"]) for r in rows if r["robust_collapsed"]}',
-        ("tests/test_benchmark.py::test_dagger_marks_exactly_the_collapsed_models",),
-        "† from the collapse under attack instead of the model's clean collapse"),
+    # ================================================================== issue 11, item 6: the tests
+    # that replaced vacuous ones
+    # ------------------------------------------------------------------ report: † and ‡ marks
+    Bug("dagger-from-below-majority", "survey_lib/report/tables.py",
+        'mark = (COLLAPSED if r.get("collapsed") else "")',
+        'mark = (COLLAPSED if r.get("below_majority") else "")',
+        ("tests/test_report.py::test_below_majority_and_collapse_marks",),
+        "† marks the cells under the majority rate instead of the collapsed ones"),
+    Bug("table-below-majority-at-the-rate", "survey_lib/report/tables.py",
+        'out["below_majority"] = bool(out["acc"] < out["majority_rate"])',
+        'out["below_majority"] = bool(out["acc"] <= out["majority_rate"])',
+        ("tests/test_report.py::test_below_majority_and_collapse_marks",),
+        "‡ on a model exactly at the majority-class rate"),
     # ------------------------------------------------------------------ train: loss and augmentation
-    Bug("fit-seg-without-dice", "survey_lib/train.py",
+    Bug("fit-seg-without-dice", "survey_lib/losses.py",
         "return lambda logits, y: F.cross_entropy(logits.float(), y) + dice_loss(logits, y)",
         "return lambda logits, y: F.cross_entropy(logits.float(), y)",
         ("tests/test_train.py::test_fit_uses_the_loss_of_the_task",),
         "segmentation trained on cross-entropy alone"),
-    Bug("fit-multilabel-ce", "survey_lib/train.py",
+    Bug("fit-multilabel-ce", "survey_lib/losses.py",
         "return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float(), y.float())",
         "return lambda logits, y: F.cross_entropy(logits.float(), y.float())",
         ("tests/test_train.py::test_fit_uses_the_loss_of_the_task",),
         "multi-label trained with soft-label cross-entropy (runs silently on float targets)"),
-    Bug("dice-background-channel", "survey_lib/train.py",
+    Bug("dice-background-channel", "survey_lib/losses.py",
         "p = torch.softmax(logits.float(), dim=1)[:, 1]",
         "p = torch.softmax(logits.float(), dim=1)[:, 0]",
         ("tests/test_train.py::test_fit_uses_the_loss_of_the_task",),
@@ -178,6 +183,98 @@ BUGS: list[Bug] = [
         "z = self.project(x_k[rows] - step * g_k[rows].sign(), x[rows])",
         ("tests/test_attacks.py::test_3d_attacks_on_a_linear_model",),
         "APGD steps down the loss"),
+    # ================================================================== issue 11, items 1-5: the guards
+    # ------------------------------------------------------------------ units and inputs
+    Bug("eps-below-half-grey-accepted", "survey_lib/validation.py",
+        "    if value < HALF_GREY:\n",
+        "    if value < 0:\n",
+        (VALIDATION + "test_pixel_scale_eps_is_refused_with_both_readings[0.03]",
+         VALIDATION + "test_pixel_scale_eps_is_refused_with_both_readings[0.4999]"),
+        "an L∞ ε under half a grey level (eps=0.03, a pixel-scale habit) runs a 0.03/255 attack"),
+    Bug("images-range-unchecked", "survey_lib/validation.py",
+        "if unit_range and (lo < 0 or hi > 1):",
+        "if unit_range and (lo < -1 or hi > 255):",
+        (VALIDATION + "test_bad_images_raise_everywhere[0..255-attack]",
+         VALIDATION + "test_bad_images_raise_everywhere[0..255-predict]"),
+        "0..255 images evaluated without a word"),
+    Bug("float-labels-accepted", "survey_lib/validation.py",
+        "    if y.is_floating_point():\n        onehot",
+        "    if y.is_floating_point() and y.ndim == 2:\n        onehot",
+        (VALIDATION + "test_bad_labels_raise[float class indices-attack]",),
+        "float class indices on a single-label task silently cast to int"),
+    Bug("split-unchecked", "survey_lib/data.py",
+        '        validation.images(self.x, f"{self.info.flag} images")\n'
+        "        self.y = validation.labels(",
+        "        self.y = self.y if True else validation.labels(",
+        (VALIDATION + "test_bad_labels_raise[float class indices-split (evaluate, robust_metrics, fit)]",
+         VALIDATION + "test_bad_images_raise_everywhere[0..255-split (evaluate, robust_metrics, fit)]"),
+        "Split.__post_init__ no longer checks images and labels (evaluate, robust_metrics, fit)"),
+    # ------------------------------------------------------------------ caches
+    Bug("cache-key-without-data", "survey_lib/train.py",
+        "folder = runs_root() / config[\"dataset\"] / f\"{config['name']}-{config_hash(config)}\"",
+        "folder = runs_root() / config[\"dataset\"] / f\"{config['name']}-"
+        "{config_hash({k: v for k, v in config.items() if k != 'data'})}\"",
+        (CACHES + "test_a_model_is_never_reused_on_other_data",),
+        "the data file's fingerprint left out of the model cache key"),
+    Bug("config-hash-not-normalised", "survey_lib/train.py",
+        "json.dumps(_normalised(config), sort_keys=True)",
+        "json.dumps(config, sort_keys=True)",
+        (CACHES + "test_numbers_are_normalised_in_keys",),
+        "eps=2 and eps=2.0 hash to two models"),
+    Bug("force-keeps-last-pt", "survey_lib/train.py",
+        'for stale in (last, folder / "val_log.json"):',
+        'for stale in (folder / "val_log.json",):',
+        (CACHES + "test_corrupt_partial_checkpoint",),
+        "--force still resumes from (and trips on) a corrupt last.pt"),
+    Bug("test-split-guard-off", "survey_lib/data.py",
+        'if split == "test" and why:',
+        'if split == "test" and why and False:',
+        (CACHES + "test_test_split_is_locked_during_training",),
+        "guard_test_split never raises: a recipe can look at the test split while training"),
+    Bug("test-split-lock-off", "survey_lib/data.py",
+        "token = _TEST_LOCK.set(why)",
+        "token = _TEST_LOCK.set(None)",
+        (CACHES + "test_test_split_is_locked_during_training",),
+        "lock_test_split locks nothing"),
+    Bug("training-not-locked", "survey_lib/train.py",
+        'with lock_test_split(f"the training of {folder.name}"):',
+        "with contextlib.nullcontext():",
+        (CACHES + "test_test_split_is_locked_during_training",),
+        "cached_run trains without locking the test split"),
+    # ------------------------------------------------------------------ precision, metrics
+    Bug("attacks-default-bf16", "survey_lib/train.py",
+        'precision = precision or os.environ.get(PRECISION_ENV) or "fp32"',
+        'precision = precision or os.environ.get(PRECISION_ENV) or "bf16"',
+        ("tests/test_precision.py::test_attacks_run_in_fp32_unless_asked",),
+        "attacks run in bf16 unless fp32 is asked for"),
+    Bug("below-majority-at-the-rate", "survey_lib/metrics.py",
+        '"below_majority": bool(acc < majority_rate(y_true))',
+        '"below_majority": bool(acc <= majority_rate(y_true))',
+        ("tests/test_metrics.py::test_majority_class_model_is_flagged",),
+        "a model exactly at the majority-class rate flagged as below it"),
+    # ------------------------------------------------------------------ paths
+    Bug("notebook-relative-path", "notebooks/00_data_and_baselines.ipynb",
+        r'display(Markdown(committed(\"baselines_cpu.md\").read_text()))',
+        r'display(Markdown(open(\"../benchmarks/baselines_cpu.md\").read()))',
+        ("tests/test_notebook_paths.py::test_same_outputs_from_the_root_and_from_notebooks",),
+        "notebook 00 reads the committed baselines through '../benchmarks' (works only from notebooks/)"),
+    # ------------------------------------------------------------------ results folder, claims
+    Bug("row-path-unchecked", "survey_lib/benchmark/rows.py",
+        "    if got != want:\n",
+        "    if got != want and False:\n",
+        ("tests/test_benchmark.py::test_a_row_is_accepted_only_at_its_own_path",),
+        "a row at another cell's path is accepted"),
+    Bug("claim-dead-pid-respected", "survey_lib/claims.py",
+        'return claim["pid"] == os.getpid() or _alive(int(claim["pid"]))',
+        "return True",
+        ("tests/test_claims.py::test_a_dead_holders_claim_is_taken_over_at_once",),
+        "a claim left by a killed process on this host blocks its cell for ever"),
+    Bug("claim-pid-ignored", "survey_lib/claims.py",
+        'if claim.get("host") == HOST and claim.get("pid"):',
+        'if claim.get("host") == HOST and claim.get("pid") and False:',
+        ("tests/test_claims.py::test_a_dead_holders_claim_is_taken_over_at_once",
+         "tests/test_claims.py::test_a_live_holders_claim_is_respected"),
+        "the holder's PID ignored: a dead process's claim waits for the 12 h timeout"),
 ]
 
 
@@ -199,11 +296,22 @@ def python_of(root: Path) -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def environment(copy: Path) -> dict:
+# a bug in these files could change what a cached model is: their runs get a fresh model cache
+TRAINING_CODE = ("survey_lib/train.py", "survey_lib/losses.py", "survey_lib/data.py",
+                 "survey_lib/models", "survey_lib/defenses")
+
+
+def environment(copy: Path, runs: Path | None = None) -> dict:
+    """The tests' environment: the copy's survey_lib; models trained by the tests' session fixtures
+    cached in ``runs`` (shared between runs, so each model is trained once) or, when None, in a fresh
+    temporary folder of each run."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(copy), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutated file is never shadowed by a stale .pyc
-    env.pop("SURVEY_RUNS_DIR", None)  # the tests use a fresh temporary model cache per run
+    env.pop("SURVEY_RUNS_DIR", None)
+    env.pop("SURVEY_TEST_RUNS_DIR", None)
+    if runs is not None:
+        env["SURVEY_TEST_RUNS_DIR"] = str(runs)
     return env
 
 
@@ -215,25 +323,33 @@ def check_imports_copy(copy: Path) -> None:
         sys.exit(f"the copy imports survey_lib from {out.stdout.strip()}, not from {copy}")
 
 
-SUMMARY = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS) (\S+)")
+STATUSES = ("PASSED", "FAILED", "ERROR", "XFAIL", "XPASS", "SKIPPED")
 
 
-def run_tests(copy: Path, tests: list[str], timeout: float) -> tuple[dict[str, str], str]:
+def outcome_of(test: str, output: str) -> str | None:
+    """The status pytest's ``-rA`` summary gives ``test`` (node ids may contain spaces), or None."""
+    for line in output.splitlines():
+        for status in STATUSES:
+            head = f"{status} {test}"
+            if line == head or line.startswith(head + " - "):
+                return status
+    return None
+
+
+def run_tests(copy: Path, tests: list[str], timeout: float,
+              runs: Path | None = None) -> tuple[dict[str, str], str]:
     """{node id: PASSED | FAILED | ERROR | ...} of one pytest run in ``copy`` (missing: not run),
     and the tail of its output."""
     cmd = [python_of(ROOT), "-m", "pytest", *tests, "-q", "-rA", "-p", "no:cacheprovider",
            "-o", "addopts="]
     try:
-        proc = subprocess.run(cmd, cwd=copy, env=environment(copy), capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(cmd, cwd=copy, env=environment(copy, runs), capture_output=True,
+                              text=True, timeout=timeout)
         output = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
-        output = f"timed out after {timeout:.0f} s\n{exc.stdout or ''}"
-    outcomes = {}
-    for line in output.splitlines():
-        m = SUMMARY.match(line)
-        if m:
-            outcomes[m.group(2)] = m.group(1)
+        partial = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        output = f"timed out after {timeout:.0f} s\n{partial}"
+    outcomes = {t: s for t in tests if (s := outcome_of(t, output))}
     return outcomes, "\n".join(output.splitlines()[-30:])
 
 
@@ -260,12 +376,12 @@ def main() -> int:
             print(f"{b.id:40s} {b.file}: {b.why}")
         return 0 if bugs or args.list else 1
     with tempfile.TemporaryDirectory(prefix="planted_bugs_") as tmp:
-        copy = Path(tmp)
+        copy, runs = Path(tmp) / "repo", Path(tmp) / "runs"
         copy_tree(ROOT, copy)
         check_imports_copy(copy)
         tests = sorted({t for b in bugs for t in b.tests})
         start = time.perf_counter()
-        outcomes, tail = run_tests(copy, tests, args.timeout)
+        outcomes, tail = run_tests(copy, tests, args.timeout, runs)
         bad = [t for t in tests if outcomes.get(t) != "PASSED"]
         print(f"without any bug: {len(tests) - len(bad)}/{len(tests)} listed tests pass "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
@@ -279,7 +395,8 @@ def main() -> int:
             start = time.perf_counter()
             original = apply(copy, bug)
             try:
-                outcomes, tail = run_tests(copy, list(bug.tests), args.timeout)
+                shared = not bug.file.startswith(TRAINING_CODE)
+                outcomes, tail = run_tests(copy, list(bug.tests), args.timeout, runs if shared else None)
             finally:
                 (copy / bug.file).write_text(original)
             failed = [t for t in bug.tests if outcomes.get(t) == "FAILED"]

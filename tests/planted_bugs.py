@@ -368,7 +368,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("only", nargs="*", help="run only the bugs whose id contains one of these")
     parser.add_argument("--list", action="store_true", help="list the bugs and exit")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per pytest run")
     args = parser.parse_args()
     bugs = [b for b in BUGS if not args.only or any(s in b.id for s in args.only)]
     if args.list or not bugs:

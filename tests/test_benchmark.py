@@ -78,20 +78,29 @@ def test_grid_rows_are_complete(full_run):
     assert not list(root.rglob(".*tmp*")) and not list(root.rglob("*.claim"))
 
 
-def test_killed_run_resumes_without_recomputing(full_run, tmp_path, monkeypatch):
-    _, rows = full_run
+def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, data_env):
+    """A run killed after 4 cells and resumed gives the rows of an uninterrupted run, each cell
+    computed once. The two runs train their models in model caches of their own (neither loads the
+    other's), so this also checks that training and evaluation are deterministic."""
     spec = SPEC.replace(attacks=("clean", "fgsm", "pgd"))
-    B.run_grid(spec, tmp_path, "smoke", progress=False, stop_after=4)  # "killed" after 4 cells
-    done = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.json")}
+    monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path / "runs_full"))
+    rows = B.run_grid(spec, tmp_path / "full", "smoke", progress=False)
+    monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path / "runs"))
+    results = tmp_path / "results"
+    B.run_grid(spec, results, "smoke", progress=False, stop_after=4)  # "killed" after 4 cells
+    done = {p: p.stat().st_mtime_ns for p in results.rglob("*.json")}
     assert len(done) == 4
     computed = []
     real = runner.run_cell
     monkeypatch.setattr(runner, "run_cell", lambda cell, *a: computed.append(cell) or real(cell, *a))
-    resumed = B.run_grid(spec, tmp_path, "smoke", progress=False)
+    resumed = B.run_grid(spec, results, "smoke", progress=False)
     assert len(computed) == len(B.plan(spec)) - 4 and all(p.stat().st_mtime_ns == t for p, t in done.items())
-    pick = ["defense", "attack", "eval_eps", "acc", "bacc", "pred"]
+    for cache in ("runs_full", "runs"):  # nat and pgd_at ε=8, trained in each cache
+        assert len(list((tmp_path / cache).rglob("model.pt"))) == 2
+    pick = ["defense", "attack", "eval_eps", "acc", "bacc", "auc", "pred"]
     full = {(r["defense"], r["attack"], r["eval_eps"]): [r[k] for k in pick] for r in rows
             if r["attack"] != "sanity"}
+    assert len(resumed) == len(rows) == len(full)
     assert all(full[(r["defense"], r["attack"], r["eval_eps"])] == [r[k] for k in pick] for r in resumed)
 
 
@@ -138,6 +147,25 @@ def test_results_folder_defends_itself(full_run, tmp_path, monkeypatch, capsys):
     assert sorted((c.attack, c.eval_eps) for c in computed) == [("cw", 2), ("fgsm", 2), ("pgd", 2)]
     left = B.load_rows(tmp_path, SPEC, "smoke")[1]
     assert len(again) == len(rows) and len(left) == 2 and all("not a cell" in p for p in left)
+
+
+def test_a_row_is_accepted_only_at_its_own_path(tmp_path, monkeypatch):
+    """Without training: a row whose attack settings are right but whose identity is another cell's
+    (seed 1's row at seed 0's path) is refused, naming both cells; at its own path it is accepted."""
+    monkeypatch.delenv("SURVEY_ATTACK_PRECISION", raising=False)
+    spec = SPEC.replace(attacks=("clean", "fgsm"), seeds=(0, 1))
+    cell = next(c for c in B.plan(spec) if c.seed == 1 and c.attack == "fgsm" and c.eval_eps == 8)
+    row = {**dataclasses.asdict(cell), "attack_config": R._attack_configs(spec, None)(cell),
+           "precision": "fp32", "model_key": "m"}
+    wrong = dataclasses.replace(cell, seed=0).path(tmp_path)
+    R.write_row(row, wrong)
+    accepted, problems = B.load_rows(tmp_path, spec)
+    assert accepted == [] and len(problems) == 1
+    assert "not the cell ('breastmnist', 'nat', None, 0, 'fgsm', 8)" in problems[0]
+    wrong.unlink()
+    R.write_row(row, cell.path(tmp_path))
+    accepted, problems = B.load_rows(tmp_path, spec)
+    assert problems == [] and [r["seed"] for r in accepted] == [1]
 
 
 def test_incompatible_schema_is_a_clear_error(full_run, tmp_path):

@@ -67,12 +67,45 @@ def test_saturated_softmax_masks_ce_gradients_but_not_the_margin(data_env):
     assert cw < clean - 0.3 and cw < fgsm  # the margin attack is unaffected by the scale
 
 
-def test_distillation_trains_teacher_and_student(data_env):
+def test_distillation_losses_by_value(monkeypatch):
+    """The losses train_distilled trains with, against Papernot et al. (S&P 2016) written out here:
+    the teacher on CE(z/T, y); the student on the cross-entropy between the teacher's softmax(t/T)
+    and its own softmax(s/T), which does not look at the labels. Training is replaced by capturing
+    the losses (the teacher is a fixed linear model)."""
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    captured = {}
+
+    def capture(name, dataset, profile, loss_fn, extra=None, **kw):
+        captured[name] = loss_fn
+        return teacher, {"config": {"name": name, **(extra or {})}}
+
+    monkeypatch.setattr(Dd, "defense_recipe", capture)
+    T = 20.0
+    Dd.train_distilled("breastmnist", "smoke", temperature=T)
+    student = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    x, y = torch.rand(8, 1, 4, 4) * 4, torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
+    with torch.no_grad():
+        s, t = student(x), teacher(x)
+    ce_t = -torch.log_softmax(s / T, 1).gather(1, y.view(-1, 1)).mean()
+    assert captured["distill-teacher"](student, x, y).item() == pytest.approx(ce_t.item(), rel=1e-5)
+    soft = -(torch.softmax(t / T, 1) * torch.log_softmax(s / T, 1)).sum(1).mean()
+    loss = captured["distill-student"](student, x, y)
+    assert loss.item() == pytest.approx(soft.item(), rel=1e-5)
+    assert captured["distill-student"](student, x, 1 - y).item() == pytest.approx(soft.item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())  # the teacher only labels
+
+
+def test_distillation_trains_teacher_and_student(data_env, tmp_path, monkeypatch):
     student, records = Dd.train_distilled("breastmnist", PROFILE, temperature=20)
     assert records["teacher"]["config"]["temperature"] == 20
     assert records["student"]["config"]["teacher"] == records["teacher"]["config"]
     assert records["student"]["test"]["acc"] > 0.6 and not records["student"]["test"]["collapsed"]
+    # the registry's recipe, trained from scratch in a model cache of its own, is the same model
+    monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path))
     again, _ = make_defense("defensive_distillation", temperature=20).train("breastmnist", PROFILE)
+    assert len(list(tmp_path.rglob("model.pt"))) == 2  # teacher and student were trained again
     assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(),
                                                  again.state_dict().values()))
 

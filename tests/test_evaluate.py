@@ -1,13 +1,16 @@
 """Robust evaluation on a small CNN trained on real PneumoniaMNIST: robust accuracy always comes with
-balanced accuracy, prediction shares and AUC; early stopping never raises robust accuracy; the
-cascade only removes robust points; the gradient-masking sanity checks pass on an undefended model."""
+balanced accuracy, prediction shares and AUC; early stopping keeps exactly the images no PGD iterate
+fooled; the cascade's stages match its attacks run one by one; the gradient-masking sanity checks pass
+on an undefended model."""
 
 import math
 
 import pytest
+import torch
 
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
+from survey_lib.data import Split, task_info
 from survey_lib.evaluate import cascade_metrics, robust_metrics, sanity_checks
 from survey_lib.train import load_dataset, train_baseline
 
@@ -33,21 +36,41 @@ def test_robust_metrics_report_everything(pneumonia):
     assert 1 <= square["queries"] <= 20
 
 
-def test_early_stopping_never_raises_robust_accuracy(pneumonia):
-    model, test = pneumonia
-    for kw in ({"eps": 2, "steps": 10}, {"eps": 4, "steps": 5, "restarts": 2}):
-        full = robust_metrics(model, test, make_attack("pgd", **kw))
+def test_early_stopping_keeps_exactly_the_never_fooled(breast):
+    """Robust accuracy under PGD with early stopping is exactly the share of images that no iterate
+    of PGD without it fooled: every forward pass on the whole split during that run (the iterates,
+    then the evaluation of the last one) is recorded by a hook."""
+    model, x, y = breast
+    test = Split(x, y, task_info("breastmnist"))
+    for kw in ({"eps": 4, "steps": 10, "step_size": 4}, {"eps": 8, "steps": 10, "step_size": 8}):
+        seen = []
+        hook = model.register_forward_hook(
+            lambda m, i, out, seen=seen: seen.append(out.argmax(1) == y) if len(out) == len(y) else None)
+        try:
+            full = robust_metrics(model, test, make_attack("pgd", **kw))
+        finally:
+            hook.remove()
+        assert len(seen) == kw["steps"] + 1
+        never_fooled = torch.stack(seen).all(0).float().mean().item()
         early = robust_metrics(model, test, make_attack("pgd", early_stop=True, **kw))
-        assert early["acc"] <= full["acc"]
+        assert early["acc"] == pytest.approx(never_fooled, abs=1e-6), kw
+        assert early["acc"] < full["acc"], kw  # images fooled on the way, not at the end
 
 
-def test_cascade_binary_stages(pneumonia):
+def test_cascade_stages_summed_over_batches(pneumonia, cascade_by_hand):
+    """cascade_metrics in batches of 100: each stage's robust accuracy is the sum over the batches of
+    the counts of the cascade's attacks called one by one, over the number of images."""
     model, test = pneumonia
-    m = cascade_metrics(model, test, eps=4, steps=30, square_queries=50)
+    m = cascade_metrics(model, test, eps=4, steps=30, square_queries=50, batch_size=100)
     assert list(m["stages"]) == ["clean", "apgd_ce", "square"]
-    values = list(m["stages"].values())
-    assert values == sorted(values, reverse=True)
-    assert m["acc"] == pytest.approx(values[-1], abs=1e-4)  # stages are rounded to 4 digits
+    x, y = test.x, test.y.view(-1)
+    counts = [cascade_by_hand(model, x[i:i + 100], y[i:i + 100],
+                              [make_attack("apgd_ce", eps=4, steps=30),
+                               make_attack("square", eps=4, steps=50)])[0] for i in (0, 100)]
+    expected = [(a + b) / len(test) for a, b in zip(*counts)]
+    assert list(m["stages"].values()) == pytest.approx(expected, abs=1e-4)  # rounded to 4 digits
+    assert expected[1] < expected[0]
+    assert m["acc"] == pytest.approx(expected[-1], abs=1e-6)
     pgd = robust_metrics(model, test, make_attack("pgd", eps=4, steps=10))
     assert m["acc"] <= pgd["acc"] + 1 / len(test)  # at least as strong as PGD, up to one image
     assert 0 < m["queries"]

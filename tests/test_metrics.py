@@ -24,6 +24,9 @@ def test_majority_class_model_is_flagged():
     m = classification_metrics(logits, y, "binary-class", 2)
     assert m["acc"] == pytest.approx(114 / 156) and m["bacc"] == 0.5
     assert m["shares"] == [0.0, 1.0] and m["collapsed"]
+    assert m["majority_rate"] == pytest.approx(114 / 156) and not m["below_majority"]  # at it, not under
+    logits[0] = torch.tensor([3.0, 0.0])  # one image of the majority class now wrong
+    assert classification_metrics(logits, y, "binary-class", 2)["below_majority"]
 
 
 def test_multiclass_auc_is_medmnist_one_vs_rest_mean():

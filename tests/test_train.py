@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from survey_lib import train as T
 from survey_lib.data import Split, TaskInfo, load_splits
@@ -89,22 +90,68 @@ def test_cached_run_reuses_the_model(data_env):
     assert {"acc", "auc", "bacc", "shares", "collapsed"} <= set(record["test"])
 
 
-def test_multilabel_and_segmentation_losses():
-    info = TaskInfo("chestmnist", "multi-label, binary-class", tuple("abc"), 1, False, 28)
-    split = Split(torch.rand(16, 1, 28, 28), torch.randint(0, 2, (16, 3)).float(), info)
-    model = build_model("smallcnn", 1, 3, width=4)
-    out = T.fit(model, split, split, epochs=1, batch_size=8, progress=False)
-    assert len(out["history"]) == 1
-    seg = Split(torch.rand(4, 3, 32, 32), torch.randint(0, 2, (4, 32, 32)),
-                TaskInfo("ph2", "segmentation", ("bg", "lesion"), 3, False, 32))
-    out = T.fit(build_model("unet", 3, 2, width=4), seg, seg, epochs=1, batch_size=2,
-                progress=False)
-    assert 0 <= out["best_score"] <= 1  # Dice
+def _epoch_loss(model, split, batch_size=8):
+    """The loss ``fit`` records for one epoch at learning rate 0 (the model never moves, no
+    augmentation): the mean over the epoch of the loss it back-propagates."""
+    out = T.fit(model, split, split, epochs=1, batch_size=batch_size, lr=0.0,
+                augment_data=False, progress=False)
+    return out["history"][0]["loss"]
 
 
-def test_augment_keeps_range_and_masks_binary():
-    x = torch.rand(8, 3, 32, 32)
-    m = torch.randint(0, 2, (8, 32, 32))
-    xa, ma = T.augment(x, m)
-    assert xa.shape == x.shape and 0 <= xa.min() and xa.max() <= 1
-    assert set(ma.unique().tolist()) <= {0, 1}
+def test_fit_uses_the_loss_of_the_task():
+    """By value, against the losses written out here: cross-entropy (single-label),
+    BCE-with-logits (multi-label), cross-entropy + soft Dice of the lesion channel (segmentation).
+    The models have no BatchNorm, so train and eval mode give the same outputs."""
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 4, 4)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        z = model(x)
+
+    y = torch.randint(0, 3, (16,))
+    info = TaskInfo("dermamnist", "multi-class", tuple("abc"), 1, False, 4)
+    ce = -torch.log_softmax(z, 1).gather(1, y.view(-1, 1)).mean()
+    assert _epoch_loss(model, Split(x, y, info)) == pytest.approx(ce.item(), rel=1e-5)
+
+    y = torch.randint(0, 2, (16, 3)).float()
+    info = TaskInfo("chestmnist", "multi-label, binary-class", tuple("abc"), 1, False, 4)
+    bce = -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z)).mean()
+    soft_ce = -(y * torch.log_softmax(z, 1)).sum(1).mean()  # what CE would give on these targets
+    assert abs(bce - soft_ce) > 0.1
+    assert _epoch_loss(model, Split(x, y, info)) == pytest.approx(bce.item(), rel=1e-5)
+
+    x = torch.rand(8, 3, 16, 16)
+    masks = torch.zeros(8, 16, 16, dtype=torch.long)
+    masks[:, 4:12, 3:10] = 1
+    seg = torch.nn.Conv2d(3, 2, 1)
+    with torch.no_grad():
+        z = seg(x)
+    pixel_ce = -torch.log_softmax(z, 1).gather(1, masks[:, None]).mean()
+    p = torch.softmax(z, 1)[:, 1]
+    dice = (2 * (p * masks).sum((1, 2)) + 1) / (p.sum((1, 2)) + masks.sum((1, 2)) + 1)
+    info = TaskInfo("ph2", "segmentation", ("background", "lesion"), 3, False, 16)
+    assert 1 - dice.mean() > 0.1  # the Dice term is not negligible
+    assert _epoch_loss(seg, Split(x, masks, info), batch_size=4) == \
+        pytest.approx((pixel_ce + 1 - dice.mean()).item(), rel=1e-5)
+
+
+def test_augment_moves_masks_with_images():
+    """A mask drawn from its image (image = mask in every channel) still coincides with the
+    augmented image: wherever bilinear resampling leaves the image clearly 0 or 1 (< 0.24 or > 0.76;
+    then the nearest source pixel has the same value), the augmented mask equals it, pixel by pixel."""
+    torch.manual_seed(0)
+    n = 32
+    masks = torch.zeros(n, 40, 40, dtype=torch.long)
+    for i in range(n):  # an L-shaped lesion, not symmetric under a flip, away from the borders
+        masks[i, 10:30, 12:17 + i % 4] = 1
+        masks[i, 25:30, 12:26 + i % 3] = 1
+    x = masks[:, None].float().expand(n, 3, 40, 40).contiguous()
+    xa, ma = T.augment(x, masks)
+    assert set(ma.unique().tolist()) <= {0, 1} and 0 <= xa.min() and xa.max() <= 1
+    assert torch.equal(xa[:, 0], xa[:, 2])
+    image = xa[:, 0]
+    decided = (image < 0.24) | (image > 0.76)
+    assert decided.float().mean() > 0.95
+    assert torch.equal(ma[decided], (image[decided] > 0.5).long())
+    moved = (ma != masks).flatten(1).sum(1)
+    assert (moved > 40).float().mean() > 0.5  # most images were flipped or rotated noticeably

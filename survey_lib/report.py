@@ -187,8 +187,10 @@ def plot_gallery(examples: list[dict]):
     from .figures import _show
 
     n = max(len(e["x"]) for e in examples)
-    fig, axes = plt.subplots(len(examples), 2 * n, figsize=(1.5 * 2 * n, 1.75 * len(examples)),
-                             squeeze=False)
+    # constrained layout leaves room for each image's two-line title (tight_layout let the titles
+    # of a row overlap the images above them)
+    fig, axes = plt.subplots(len(examples), 2 * n, figsize=(1.5 * 2 * n, 2.0 * len(examples) + 0.4),
+                             squeeze=False, layout="constrained")
     for row, e in zip(axes, examples):
         names = [c[:10] for c in e["classes"]]
         for j in range(n):
@@ -201,7 +203,6 @@ def plot_gallery(examples: list[dict]):
                     ha="right", va="center", fontsize=8)
     fig.suptitle("Adversarial examples: prediction on the clean and the attacked image (red: wrong)",
                  fontsize=10)
-    fig.tight_layout()
     return fig
 
 

@@ -26,14 +26,18 @@ def title(fig) -> str:
 
 
 def test_widget_controls_rerun_the_attack(breast, toy):
-    ex = Explorer(["breastmnist"], models={"toy": toy}, split=breast, interactive=True)
+    ex = Explorer(["breastmnist"], models={"toy": toy, "other": toy}, split=breast, interactive=True,
+                  index=0)
     assert set(ex.controls) == {"dataset", "model", "attack", "index", "eps", "steps"}
-    assert "pgd, ε = 4/255, 10 steps" in title(ex.figure)
+    assert "pgd, ε = 4/255, 10 steps · model: toy" in title(ex.figure)
     first = ex.figure
     ex.controls["eps"].value = 8
     ex.controls["index"].value = 3
     assert ex.figure is not first
     assert "test image 3 · pgd, ε = 8/255" in title(ex.figure)
+    ex.controls["model"].value = "other"
+    assert title(ex.figure).endswith("model: other")
+    assert ex.caption.value == f"<b>{title(ex.figure)}</b>"  # the title as text, for the browser
     ex.controls["attack"].value = "fgsm"
     assert "fgsm, ε = 8/255" in title(ex.figure) and "steps" not in title(ex.figure)
     # original, adversarial, amplified difference and the probability bars of both classes
@@ -77,5 +81,16 @@ def test_cached_models_are_found_and_loaded(tmp_path, breast, toy):
 
 def test_no_model_is_a_clear_error(tmp_path, monkeypatch, data_env):
     monkeypatch.setenv("SURVEY_RUNS_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="No trained model for breastmnist"):
-        Explorer(["breastmnist"], interactive=False)
+    with pytest.raises(FileNotFoundError, match="No trained model for breastmnist.*smoke profile"):
+        Explorer(["breastmnist"], interactive=False, profile="smoke")  # nothing shipped for smoke
+
+
+def test_default_image_is_one_the_model_gets_right(breast):
+    torch.manual_seed(1)
+    model = build_model("smallcnn", 1, 2, 8, 28).eval()
+    with torch.no_grad():
+        right = model(breast.x).argmax(1) == breast.y
+    assert 0 < int(right.sum()) < len(breast)  # so a wrong pick is possible
+    ex = Explorer(["breastmnist"], models={"m": model}, split=breast, interactive=False)
+    assert right[ex.pick.indices[0]]
+    assert f"test image {ex.pick.indices[0]} ·" in title(ex.figure)

@@ -29,9 +29,13 @@ lint: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# the Jupyter server setting that hides the notebooks' jupytext .py twins from JupyterLab's file
+# browser (an editable install skips pyproject's data-files, so it is copied here)
+JUPYTER_SETTING := jupyter-config/jupyter_server_config.d/survey_lib.json
+$(VENV)/.installed: pyproject.toml $(JUPYTER_SETTING)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	install -D -m 644 $(JUPYTER_SETTING) $(VENV)/etc/jupyter/jupyter_server_config.d/survey_lib.json
 	touch $@
 
 clean:

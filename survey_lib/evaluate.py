@@ -111,23 +111,23 @@ def pick_examples(model: nn.Module, split: Split, n: int = 1, seed: int = 0, top
         pred, mask = logits.argmax(1).flatten(1).float(), split.y.flatten(1).float()
         score = (2 * (pred * mask).sum(1) + 1) / (pred.sum(1) + mask.sum(1) + 1)
         ok = torch.ones_like(score, dtype=torch.bool)
-        what = "the top {:.0%} by per-image Dice"
+        what = f"the model segments best (the top {top:.0%} by per-image Dice)"
     else:
         y = split.y.view(-1)
         score = torch.softmax(logits, 1).gather(1, y.view(-1, 1))[:, 0]
         ok = torch.as_tensor(predictions(logits, task)) == y
-        what = "correctly classified, in the top {:.0%} by p(true class)"
+        what = (f"the model classifies correctly with the highest confidence (the top {top:.0%} of "
+                "the correct ones by p(true class))")
     candidates = torch.nonzero(ok).view(-1)
     candidates = candidates[score[candidates].argsort(descending=True)]
     candidates = candidates[:max(n, round(top * len(candidates)))]
     if len(candidates) < n:
         raise DataError(f"Only {len(candidates)} of the {len(split)} {split.info.flag} images qualify "
-                        f"for a demo ({what.format(top)}), fewer than the {n} asked for: the model "
+                        f"for a demo (images {what}), fewer than the {n} asked for: the model "
                         "gets too few right. Use a trained model (see notebook 00) or a larger split.")
     gen = torch.Generator().manual_seed(seed)
     chosen = candidates[torch.randperm(len(candidates), generator=gen)[:n]].sort().values.tolist()
-    rule = (f"drawn (seed {seed}) among the {len(candidates)} of {len(split)} {split.info.flag} "
-            f"images the model gets right with high confidence ({what.format(top)})")
+    rule = f"drawn (seed {seed}) among the {len(candidates)} of {len(split)} {split.info.flag} images {what}"
     return Pick(chosen, [round(float(score[i]), 4) for i in chosen], rule)
 
 

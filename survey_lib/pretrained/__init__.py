@@ -4,7 +4,8 @@ NAT and PGD-AT SmallCNNs for PneumoniaMNIST, BreastMNIST and RetinaMNIST (28 px)
 for PH2, trained with the ``cpu`` profile through the public API by ``python -m survey_lib
 pretrained build`` (:mod:`survey_lib.pretrained.build`). Each is stored in float16 beside
 ``manifest.json``, which holds per model its architecture, its training configuration and its clean
-and robust test metrics, measured on the shipped weights as :func:`load` returns them.
+and robust test metrics (white-box PGD-20 at 2, 4 and 8/255), measured on the shipped weights as
+:func:`load` returns them.
 
 The loader reads this folder only: it never looks at (or depends on the keys of) the ``runs/``
 cache of :func:`survey_lib.train.cached_run`.
@@ -96,8 +97,9 @@ def label(entry: dict) -> str:
 
 def table(profile=None):
     """The shipped models' test metrics, one row each, read from the manifest: clean ACC, balanced
-    ACC and AUC (Dice and IoU for segmentation), then under white-box PGD-20 at 2/255 and 8/255 the
-    same and ``flipped``, the share of the correctly classified images the attack makes wrong."""
+    ACC and AUC (Dice and IoU for segmentation), then under white-box PGD-20 at each evaluated ε
+    (``pgd2``: 2/255, ...) the same and ``flipped``, the share of the correctly classified images
+    the attack makes wrong."""
     import pandas as pd
 
     rows = []
@@ -105,7 +107,7 @@ def table(profile=None):
         t = e["test"]
         row = {"dataset": e["dataset"], "defense": e["defense"],
                "train ε": e["config"].get("eps"), "model": e["architecture"]["model"], "n": t["n"]}
-        for part in ("clean", "pgd2", "pgd8"):
+        for part in [k for k in t if k == "clean" or k.startswith("pgd")]:
             row.update({f"{part} {k}": t[part][k] for k in ("acc", "bacc", "auc", "flipped", "dice",
                                                             "iou") if k in t[part]})
         rows.append(row)

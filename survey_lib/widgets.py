@@ -72,10 +72,17 @@ def load_cached(folder: str | Path, info) -> torch.nn.Module:
     return model.eval()
 
 
+def view_title(flag: str, index: int, attack: str, eps: float, steps: int, label: str = "") -> str:
+    """What a view shows: the image, the attack and its budget, the model."""
+    budget = f"{attack}, ε = {eps:g}/255" + ("" if attack == "fgsm" else f", {steps} steps")
+    return f"{flag} test image {index} · {budget}" + (f" · model: {label}" if label else "")
+
+
 def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, eps: float,
-                steps: int, label: str = ""):
-    """Attack test image ``index`` of ``model`` (named ``label`` in the title) and draw what
-    changed; returns the matplotlib figure."""
+                steps: int, label: str = "", suptitle: bool = True):
+    """Attack test image ``index`` of ``model`` and draw what changed, titled by
+    :func:`view_title` (``label`` names the model; no title with ``suptitle=False``); returns the
+    matplotlib figure."""
     import matplotlib.pyplot as plt
 
     x, y = split.x[index:index + 1], split.y[index:index + 1]
@@ -84,7 +91,6 @@ def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, e
     with torch.no_grad():
         logits, logits_adv = model(x).float(), model(x_adv).float()
     diff = ((x_adv - x) * 255 / max(eps, 1e-6) / 2 + 0.5).clamp(0, 1)  # ±ε → [0, 1]
-    title = f"{attack}, ε = {eps:g}/255" + ("" if attack == "fgsm" else f", {steps} steps")
     if split.info.task == "segmentation":
         fig, axes = plt.subplots(1, 6, figsize=(13, 2.6))
         for ax, img, t in zip(axes, (x, x_adv, diff), ("clean", "adversarial", "δ (amplified)")):
@@ -109,8 +115,8 @@ def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, e
                     title=f"true class: {names[int(y.view(-1)[0])]}")
         axes[3].set_yticklabels(names, fontsize=7)
         axes[3].legend(fontsize=7)
-    fig.suptitle(f"{split.info.flag} test image {index} · {title}" + (f" · model: {label}" if label
-                                                                       else ""), fontsize=10)
+    if suptitle:
+        fig.suptitle(view_title(split.info.flag, index, attack, eps, steps, label), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -122,8 +128,9 @@ class Explorer:
     It starts on image ``index``, by default one drawn by :func:`~survey_lib.evaluate.pick_examples`
     (``pick``) for the first model. Shown in a notebook (last expression of a cell) it is the
     widget with a front end, else the static figure of the initial choice (``interactive`` None:
-    decided by :func:`widget_frontend`). ``controls`` maps names to the widgets, ``caption`` shows
-    the title of the view as text; ``figure`` is the last view drawn."""
+    decided by :func:`widget_frontend`). ``controls`` maps names to the widgets; ``title`` is the
+    title of the last view (:func:`view_title`; the widget shows it as text above the figure,
+    ``caption``, the static figure as its title) and ``figure`` the last view drawn."""
 
     def __init__(self, datasets=("breastmnist", "pneumoniamnist"), models: dict | None = None,
                  split: Split | None = None, attack: str | None = None, eps: float = 4,
@@ -144,7 +151,7 @@ class Explorer:
         if index is None:
             self.pick = pick_examples(self.load(name, next(iter(choices))), self.test_split(name))
             index = self.pick.indices[0]
-        self.figure, self.widget, self.controls, self.caption = None, None, {}, None
+        self.figure, self.widget, self.controls, self.caption, self.title = None, None, {}, None, ""
         if not (widget_frontend() if interactive is None else interactive):
             self.draw(name, next(iter(choices)), index, attack, eps, steps)
             return
@@ -155,9 +162,13 @@ class Explorer:
             "dataset": w.Dropdown(options=self.datasets, value=name, description="dataset"),
             "model": w.Dropdown(options=list(choices), description="model"),
             "attack": w.Dropdown(options=self.attacks_for(name), value=attack, description="attack"),
-            "index": w.IntSlider(index, 0, len(self.test_split(name)) - 1, description="image"),
-            "eps": w.FloatSlider(value=eps, min=0.5, max=32, step=0.5, description="ε (/255)"),
-            "steps": w.IntSlider(steps, 1, 100, description="steps")}
+            # sliders redraw when released (continuous_update=False): one attack per move, not one
+            # per pixel dragged
+            "index": w.IntSlider(index, 0, len(self.test_split(name)) - 1, description="image",
+                                 continuous_update=False),
+            "eps": w.FloatSlider(value=eps, min=0.5, max=32, step=0.5, description="ε (/255)",
+                                 continuous_update=False),
+            "steps": w.IntSlider(steps, 1, 100, description="steps", continuous_update=False)}
         self.out = w.Output()
         c["dataset"].observe(self._on_dataset, "value")
         for key in ("model", "attack", "index", "eps", "steps"):
@@ -199,11 +210,12 @@ class Explorer:
     def draw(self, name, label, index, attack, eps, steps):
         import matplotlib.pyplot as plt
 
+        self.title = view_title(name, index, attack, eps, steps, label)
         self.figure = attack_view(self.load(name, label), self.test_split(name), index, attack, eps,
-                                  steps, label)
+                                  steps, label, suptitle=self.caption is None)
         plt.close(self.figure)  # shown by display(), not again by the inline backend
         if self.caption is not None:
-            self.caption.value = f"<b>{html.escape(self.figure.get_suptitle())}</b>"
+            self.caption.value = f"<b>{html.escape(self.title)}</b>"
         return self.figure
 
     def redraw(self, *_):

@@ -5,9 +5,9 @@ Each model is trained through the public API with the ``cpu`` profile
 PGD-AT, at the training ε of the cpu benchmark grid: 8/255, but 2/255 on BreastMNIST where PGD-AT at
 8/255 collapses to one class), exported in float16, loaded back with
 :func:`survey_lib.pretrained.load` and evaluated on the whole test split: clean ACC, balanced ACC,
-AUC, prediction shares, and the same under white-box PGD-20 at 2/255, 4/255 (the explorers' default ε)
-and 8/255 with the share of correctly classified images it flips (Dice and IoU, PGD on the
-per-pixel CE, for the PH2 U-Net).
+AUC, prediction shares, and the same under white-box PGD-20 at 2/255, 4/255 and 8/255 with the
+share of correctly classified images it flips (Dice and IoU, PGD on the per-pixel CE, for the PH2
+U-Net).
 Models already in the manifest are kept unless ``force``, which retrains them.
 """
 
@@ -26,7 +26,7 @@ MODELS = (("pneumoniamnist", "nat", None), ("pneumoniamnist", "pgd_at", 8),
           ("breastmnist", "nat", None), ("breastmnist", "pgd_at", 2),
           ("retinamnist", "nat", None), ("retinamnist", "pgd_at", 8),
           ("ph2", "nat", None))
-EVAL_EPS = (2, 4, 8)  # /255; 4 is the explorers' default ε
+EVAL_EPS = (2, 4, 8)  # /255
 EVAL_STEPS = 20
 
 

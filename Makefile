@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (they create .venv and install into it):
 #   make main   the survey's benchmark grid in the cpu profile: results/benchmark_cpu/ (tables + figures)
 #   make test   the whole test suite, notebooks included (what CI runs)
+#   make seg3d  the PH2 segmentation and AdrenalMNIST3D rows of the benchmark (their own grid)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
@@ -14,9 +15,13 @@ export SURVEY_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: main test site install lint clean
+.PHONY: main seg3d test site install lint clean
 main: $(VENV)/.installed
 	$(PY) -m survey_lib benchmark --profile $(or $(SURVEY_PROFILE),cpu)
+
+# the segmentation (PH2) and volume (AdrenalMNIST3D) rows: their own grid, hours on a 2-core CPU
+seg3d: $(VENV)/.installed
+	$(PY) -m survey_lib benchmark --grid $(or $(SURVEY_PROFILE),cpu)-seg3d
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from survey_lib.attacks import AutoAttack, make_attack
+from survey_lib.attacks import AALite, make_attack
 from survey_lib.evaluate import robust_metrics
 from survey_lib.train import load_dataset, train_baseline
 
@@ -54,7 +54,7 @@ def main() -> None:
                 model, test, make_attack("pgd", eps=eps, steps=20))))
             print(rows[-1], flush=True)
         for eps in (8, 10, 12):  # beyond 8/255 only while points survive: where do they fall?
-            cascade = AutoAttack(eps=eps, steps=args.apgd_steps, square_queries=args.square_queries)
+            cascade = AALite(eps=eps, steps=args.apgd_steps, square_queries=args.square_queries)
             names = "+".join(a.name for a in cascade.attacks_for(test.info.num_classes))
             rows.append(row(flag, f"cascade ε={eps}/255 ({names})", robust_metrics(model, test, cascade)))
             print(rows[-1], flush=True)

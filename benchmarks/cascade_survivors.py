@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from survey_lib.attacks import AutoAttack, make_attack
+from survey_lib.attacks import AALite, make_attack
 from survey_lib.data import load_medmnist
 from survey_lib.train import predict, train_baseline
 
@@ -48,7 +48,7 @@ def main() -> None:
     torch.manual_seed(0)
     model, _ = train_baseline(args.dataset, "cpu", progress=False)
     test = load_medmnist(args.dataset, "test")
-    cascade = AutoAttack(eps=args.eps, steps=100, square_queries=1000)
+    cascade = AALite(eps=args.eps, steps=100, square_queries=1000)
     survivors = (predict(model, cascade(model, test.x, test.y)).argmax(1) == test.y).nonzero().view(-1)
     print(f"cascade at {args.eps:g}/255: {len(survivors)} of {len(test)} robust; stages {cascade.stages}")
     describe(model, test.x, test.y.view(-1), survivors, args.eps)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from survey_lib.attacks import PGD, AutoAttack
+from survey_lib.attacks import PGD, AALite
 from survey_lib.benchmark import GRIDS, read_run_log, train_model
 from survey_lib.config import get_profile
 from survey_lib.defenses.adversarial_training import AdversarialLoss
@@ -71,7 +71,7 @@ def cascade_cost(repeats: int, n: int) -> list[dict]:
                                   ("retinamnist", "nat", 8), ("retinamnist", "pgd_at", 8)):
         model, _ = train_model(dataset, defense, eps, profile)
         test = load_dataset(dataset)["test"].subset(n, spec.seed)
-        cascade = AutoAttack(eps=eps, steps=spec.attack_steps, square_queries=spec.square_queries)
+        cascade = AALite(eps=eps, steps=spec.attack_steps, square_queries=spec.square_queries)
         stages = cascade.attacks_for(test.info.num_classes)
         full = cascade.attacks_for(test.info.num_classes)
         for attack in full:  # APGD without early stopping: every step on every example

@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 
 from survey_lib.attacks import make_attack
+from survey_lib.losses import task_loss
 from survey_lib.models import build_model
-from survey_lib.train import autocast, select_device, task_loss, to_device
+from survey_lib.train import autocast, select_device, to_device
 
 
 def _sync(device):

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import SurveyError
+from . import validation
+from .errors import ConfigError, SurveyError
 
 PROFILE_HELP = ("compute profile: smoke (CI, seconds), cpu (laptop, minutes), paper (GPU, the "
                 "survey's recipe); default: $SURVEY_PROFILE, else cpu")
@@ -53,6 +54,8 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from .train import evaluate, load_dataset, train_baseline
 
+    if args.model_file:
+        return _evaluate_external(args)
     model, record = train_baseline(args.dataset, args.profile, args.size, args.seed, args.root)
     split = load_dataset(args.dataset, args.size, args.root)[args.split]
     metrics = evaluate(model, split)
@@ -61,60 +64,120 @@ def _evaluate(args) -> None:
                     for k, v in metrics.items()))
 
 
-def _benchmark(args) -> None:
-    import dataclasses
-
-    from .benchmark import GRIDS, estimate_seconds, gallery, load_rows, plan, read_run_log, run_grid
+def _profile_and_grid(args):
+    """(profile, grid name): ``--grid`` (default: the profile's own grid) and ``--profile``
+    (default: the grid's profile, else $SURVEY_PROFILE, else cpu)."""
+    from .benchmark import GRIDS
+    from .benchmark.spec import grid_profile
     from .config import get_profile
+
+    grid = getattr(args, "grid", None)
+    if grid is not None and grid.lower() not in GRIDS:
+        raise ConfigError(f"Unknown grid {grid!r}. Valid grids: {', '.join(GRIDS)}.")
+    profile = get_profile(args.profile or (grid_profile(grid.lower()) if grid else None))
+    name = grid.lower() if grid else profile.name
+    if grid_profile(name) != profile.name:
+        raise ConfigError(f"The grid {name!r} belongs to the {grid_profile(name)!r} profile, not "
+                          f"{profile.name!r}: drop --profile or pick a grid of that profile.")
+    return profile, name
+
+
+def _grid(args, profile, datasets=None):
+    """The grid (``--grid``, else the profile's) with the command line's overrides, only the
+    datasets readable here (unless named), and the external models registered in the results
+    folder."""
+    from .benchmark import GRIDS
+    from .benchmark.spec import available, configure
+    from .external import registered
     from .paths import results_dir
+
+    _, name = _profile_and_grid(args)
+    for e in getattr(args, "eps", None) or []:
+        validation.linf_eps(e, "benchmark", param="--eps", pixel_option=None)
+    if getattr(args, "train_eps", None) is not None:
+        validation.linf_eps(args.train_eps, "benchmark", param="--train-eps", pixel_option=None)
+    results = Path(args.results) if args.results else results_dir() / f"benchmark_{name}"
+    spec = configure(GRIDS[name], datasets, getattr(args, "defenses", None),
+                     getattr(args, "attacks", None), getattr(args, "eps", None),
+                     getattr(args, "train_eps", None), getattr(args, "seeds", None))
+    if not datasets:  # the profile's datasets: only those that can be read here
+        spec, skipped = available(spec)
+        for name, why in skipped.items():
+            print(f"skipped {name}: {why} (name it with --datasets to insist)", file=sys.stderr)
+        if not spec.datasets:
+            raise ConfigError(f"None of the {name} grid's datasets can be read here "
+                              f"({', '.join(skipped)}). Put their files under $SURVEY_DATA_DIR "
+                              "(see data/README.md) or pick local ones with --datasets.")
+    return spec.replace(external=registered(results)), results
+
+
+def _report(spec, results: Path, profile, argv, examples: bool) -> None:
+    """Tables and figures of a results folder's rows of ``spec`` (the gallery when ``examples``)."""
+    from .benchmark import gallery, grid_wall_seconds, load_rows, read_run_log
+    from .benchmark.spec import describe
     from .report import plot_benchmark, plot_gallery, provenance, save_benchmark_tables, save_figures
 
-    profile = get_profile(args.profile)
-    spec = GRIDS[profile.name]
-    overrides = {k: tuple(v) for k, v in (("datasets", args.datasets), ("defenses", args.defenses),
-                                          ("attacks", args.attacks), ("eps", args.eps)) if v}
-    extra = {d: {k: v for k, v in o.items() if k not in overrides} for d, o in spec.extra.items()}
-    spec = dataclasses.replace(spec, **overrides, extra=extra)  # a flag wins over per-dataset values
-    results = Path(args.results) if args.results else results_dir() / f"benchmark_{profile.name}"
+    rows, problems = load_rows(results, spec, profile)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not rows:
+        print(f"no result rows of this grid in {results} yet")
+        return
+    runs = read_run_log(results)
+    note = provenance("python -m survey_lib " + " ".join(argv)) + " " + describe(spec)
+    if runs:
+        note += (f" Grid wall time: {grid_wall_seconds(runs) / 60:.1f} min over {len(runs)} "
+                 f"invocation(s) of the runner ({runs[-1]['device']}, "
+                 f"{runs[-1]['torch_threads']} torch threads), see run_log.jsonl.")
+    paths = save_benchmark_tables(rows, results / "tables", note)
+    figs = plot_benchmark(rows)
+    if examples and (found := gallery(spec, profile)):  # the models are in this machine's cache
+        figs["gallery"] = plot_gallery(found)
+    paths += save_figures(figs, results / "figures")
+    print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
+
+
+def _evaluate_external(args) -> None:
+    """``evaluate --model-file``: the model through the profile's grid protocol on one dataset; its
+    rows beside ours in the results folder, then that folder's tables."""
+    from .benchmark import run_grid
+    from .external import register
+
+    profile, _ = _profile_and_grid(args)
+    _, results = _grid(args, profile)
+    name = args.name or Path(args.model_file.split(":")[-1]).stem
+    defense = register(results, name, args.model_file, args.dataset)
+    spec, _ = _grid(args, profile, datasets=[args.dataset])
+    seeds = [args.seed] if args.seed is not None else None
+    run = spec.replace(defenses=(), external={defense: spec.external[defense]},
+                       seeds=seeds or spec.seeds, extra={})
+    run_grid(run, results, profile)
+    _report(_grid(args, profile)[0], results, profile, args.argv, examples=False)
+
+
+def _benchmark(args) -> None:
+    from .benchmark import estimate_seconds, plan, run_grid
+
+    profile, _ = _profile_and_grid(args)
+    spec, results = _grid(args, profile, args.datasets)
     cells = plan(spec)
     if args.dry_run:
+        models = {c.model for c in cells}
         seconds = estimate_seconds(cells, spec, results, profile)
-        print(f"{len(cells)} cells ({len({(c.dataset, c.defense, c.eps) for c in cells})} models) "
-              f"in {results}; estimated cost of the unfinished ones: ~{seconds / 60:.0f} min on "
-              "the 2-core CPU (rough).")
+        print(f"{len(cells)} cells ({len(models)} models) in {results}; estimated cost of the "
+              f"unfinished ones: ~{seconds / 60:.0f} min on a 2-core CPU (rough upper bound).")
         for c in cells:
-            print(f"  {c.dataset:15s} {c.defense:8s} ε={c.eps:g}/255  {c.attack}")
+            eps = "" if c.eval_eps is None else f"ε={c.eval_eps:g}/255"
+            print(f"  {c.dataset:15s} {c.model_dir():16s} {c.attack:10s} {eps}")
         return
     if not args.report_only:
         slurm = {}
         for item in args.slurm or []:
             key, _, value = item.partition("=")
             slurm[key] = int(value) if value.isdigit() else value
-        run_grid(spec, results, profile, executor=args.executor, slurm=slurm)
-    rows, problems = load_rows(results)
-    for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    if not rows:
-        print(f"no result rows in {results} yet")
-        return
-    note = provenance("python -m survey_lib " + " ".join(args.argv))
-    sizes = {"fast": spec.eval_subset or "all", "slow": spec.slow_subset or "all"}
-    note += (f" Test images per cell: {sizes['slow']} (seeded subset) for AutoAttack and Square, "
-             f"{sizes['fast']} for the other columns, so compare those two columns with each other. "
-             f"PGD and CW-margin PGD use {spec.attack_steps} steps; Square {spec.square_queries} "
-             "queries. On binary tasks CE and the CW margin have the same sign gradient, so their "
-             "PGD columns coincide.")
-    runs = read_run_log(results)
-    if runs:
-        note += (f" Grid wall time: {sum(r['wall_seconds'] for r in runs) / 60:.1f} min over "
-                 f"{len(runs)} invocation(s) of the runner ({runs[-1]['device']}, "
-                 f"{runs[-1]['torch_threads']} torch threads), see run_log.jsonl.")
-    paths = save_benchmark_tables(rows, results / "tables", note)
-    figs = plot_benchmark(rows)
-    if not args.report_only and args.executor == "local":  # the models are in this machine's cache
-        figs["gallery"] = plot_gallery(gallery(spec, profile))
-    paths += save_figures(figs, results / "figures")
-    print(f"{len(rows)} rows; wrote {len(paths)} files under {results}/tables and {results}/figures")
+        run_grid(spec, results, profile, executor=args.executor, slurm=slurm, workers=args.workers)
+    _report(spec, results, profile, args.argv,
+            examples=not args.report_only and args.executor == "local")
 
 
 def _site(args) -> None:
@@ -195,16 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
                        "first if needed) on one split")
     common(p, many=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--model-file", help="your own classifier instead of our baseline: a TorchScript "
+                   "file, or module:function that builds and loads it; it must take the dataset's "
+                   "[0, 1] images and return logits. It runs through the profile's benchmark "
+                   "protocol (every attack and ε, sanity checks) and its rows join the results "
+                   "folder's tables, marked external")
+    p.add_argument("--name", help="with --model-file: the model's name in the tables (default: the "
+                   "file's or function's name)")
+    p.add_argument("--results", help="with --model-file: the results folder (default: "
+                   "<results>/benchmark_<profile>, beside our models' rows)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("benchmark", help="the survey's benchmark grid (defenses × ε × attacks): one "
                        "JSON row per cell, resumable; then tables (CSV/Markdown/LaTeX) and figures")
     p.add_argument("--profile", help=PROFILE_HELP)
-    p.add_argument("--results", help="results folder (default: <results>/benchmark_<profile>, "
+    p.add_argument("--grid", help="which grid of the profile: its classification grid (default, "
+                   "e.g. cpu) or <profile>-seg3d (PH2 segmentation and AdrenalMNIST3D volumes)")
+    p.add_argument("--results", help="results folder (default: <results>/benchmark_<grid>, "
                    "<results> = $SURVEY_RESULTS_DIR, else the checkout's results/); "
                    "finished cells in it are never recomputed")
     p.add_argument("--executor", default="local", help="local (this process) or slurm (one "
                    "submitit job per cell; see README)")
+    p.add_argument("--workers", type=int, default=1, help="local executor: that many processes "
+                   "share the cells (several cells at once on one GPU; on a CPU the torch threads are "
+                   "split between them); default 1")
     p.add_argument("--slurm", nargs="+", metavar="KEY=VALUE", help="submitit parameters for "
                    "--executor slurm, e.g. slurm_partition=gpu gpus_per_node=1 timeout_min=120")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost")
@@ -212,9 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", help="override the profile's datasets")
     p.add_argument("--defenses", nargs="+", help="override the defenses (nat pgd_at trades mart "
                    "hat fast_at)")
-    p.add_argument("--attacks", nargs="+", help="override the attacks (clean fgsm pgd cw_pgd "
-                   "autoattack square)")
-    p.add_argument("--eps", nargs="+", type=float, help="override the ε values (/255)")
+    p.add_argument("--attacks", nargs="+", help="override the columns (clean fgsm pgd cw "
+                   "autoattack aa_lite square simba transfer sanity)")
+    p.add_argument("--eps", nargs="+", type=float, help="override the evaluation ε values (/255, "
+                   "e.g. 1 2 4 8)")
+    p.add_argument("--train-eps", type=float, help="override the training ε of the defended "
+                   "models (/255, e.g. 8)")
+    p.add_argument("--seeds", nargs="+", type=int, help="override the seeds (e.g. 0 1 2): every "
+                   "model is trained once per seed")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("site", help="execute the notebooks in a profile and write a browsable "

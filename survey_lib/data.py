@@ -11,6 +11,9 @@ that fails its MD5 is reported and never used nor overwritten.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import hashlib
 import os
 import shutil
@@ -21,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from . import validation
+from .errors import ConfigError, DataError, TestSplitError
 
 DATA_ENV = "SURVEY_DATA_DIR"
 SPLITS = ("train", "val", "test")
@@ -64,11 +68,18 @@ class TaskInfo:
 
 @dataclass
 class Split:
-    """One split of a dataset: images in [0, 1] and labels, plus the task metadata."""
+    """One split of a dataset: images in [0, 1] and labels, plus the task metadata. Checked when
+    made (:mod:`survey_lib.validation`): labels of any integer dtype, (N,) or (N, 1), or exactly
+    one-hot rows, are stored in their canonical form; anything else raises a ConfigError."""
 
     x: torch.Tensor  # (N, C, H, W) or (N, C, D, H, W), float32 in [0, 1]
-    y: torch.Tensor  # (N,) long, or (N, L) float for multi-label
+    y: torch.Tensor  # (N,) long, (N, L) float for multi-label, (N, H, W) long masks
     info: TaskInfo
+
+    def __post_init__(self):
+        validation.images(self.x, f"{self.info.flag} images")
+        self.y = validation.labels(self.y, len(self.x), self.info.task, self.info.num_classes,
+                                   f"{self.info.flag} labels")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -79,6 +90,46 @@ class Split:
             return self
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return Split(self.x[idx], self.y[idx], self.info)
+
+    def take(self, index: torch.Tensor) -> Split:
+        """The examples at ``index``."""
+        return Split(self.x[index], self.y[index], self.info)
+
+
+def class_separation(split: Split) -> dict:
+    """How far apart the classes of a single-label split are in L∞ (in /255): the closest pair of
+    images with different labels, and the median distance from an image to its nearest image of
+    another class. ε-balls of two classes can overlap only if the closest pair is ≤ 2ε apart."""
+    if split.y.ndim != 1:
+        raise ConfigError("class_separation needs one class per image (not masks or multi-label).")
+    x = (split.x.flatten(1) * 255).round()
+    nearest = torch.full((len(x),), float("inf"))
+    for c in split.y.unique():
+        inside, outside = split.y == c, split.y != c
+        if outside.any():
+            nearest[inside] = torch.cdist(x[inside], x[outside], p=float("inf")).min(1).values
+    return {"closest_pair": float(nearest.min()), "median_nearest": float(nearest.median()),
+            "n": len(x)}
+
+
+def stratified_indices(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of a seeded random subset of ``n`` examples in which every class keeps its
+    share of ``labels`` (largest-remainder rounding); every index when ``n`` is None or too large.
+    Labels that are not one class per example (masks, multi-label) give a plain random subset."""
+    total = len(labels)
+    if n is None or n >= total:
+        return torch.arange(total)
+    gen = torch.Generator().manual_seed(seed)
+    if labels.ndim != 1:
+        return torch.randperm(total, generator=gen)[:n].sort().values
+    classes, counts = labels.unique(return_counts=True)
+    quota = counts.double() * n / total
+    take = quota.floor().long()
+    for i in (quota - take).argsort(descending=True)[: n - int(take.sum())]:
+        take[i] += 1
+    picked = [torch.nonzero(labels == c).view(-1)[torch.randperm(int(k), generator=gen)[:int(t)]]
+              for c, k, t in zip(classes, counts, take)]
+    return torch.cat(picked).sort().values
 
 
 def medmnist_flags(dim: int | None = None) -> list[str]:
@@ -133,23 +184,24 @@ def task_info(flag: str, size: int = 28) -> TaskInfo:
     return TaskInfo(flag, meta["task"], names, meta["n_channels"], is_3d, size)
 
 
+_MD5: dict[tuple, str] = {}
+
+
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_VERIFIED: dict[tuple, bool] = {}
+    """MD5 of a file, computed once per file version (path, size, mtime)."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _MD5:
+        digest = hashlib.md5()
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+        _MD5[key] = digest.hexdigest()
+    return _MD5[key]
 
 
 def verify_md5(path: Path, expected: str) -> None:
-    """Raise :class:`DataError` unless ``path`` has MD5 ``expected`` (cached per size and mtime)."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns, expected)
-    if _VERIFIED.get(key):
-        return
+    """Raise :class:`DataError` unless ``path`` has MD5 ``expected``."""
     actual = md5sum(path)
     if actual != expected:
         raise DataError(
@@ -157,7 +209,6 @@ def verify_md5(path: Path, expected: str) -> None:
             "used and has not been touched. Delete it (or move it away) and run again to download "
             "a fresh copy, or download it by hand (see the MedMNIST homepage, medmnist.com)."
         )
-    _VERIFIED[key] = True
 
 
 def medmnist_file(flag: str, size: int = 28, root=None, download: bool = True) -> Path:
@@ -222,6 +273,7 @@ def load_medmnist(flag: str, split: str = "train", size: int = 28, root=None,
 
     if split not in SPLITS:
         raise ConfigError(f"Unknown split {split!r}. Valid splits: {', '.join(SPLITS)}.")
+    guard_test_split(split, flag)
     path = medmnist_file(flag, size, root, download)
     info = task_info(flag, size)
     ds = getattr(medmnist, _info()[info.flag]["python_class"])(
@@ -230,9 +282,45 @@ def load_medmnist(flag: str, split: str = "train", size: int = 28, root=None,
     return Split(x, y, info)
 
 
-def load_splits(flag: str, size: int = 28, root=None, download: bool = True) -> dict[str, Split]:
-    """``{"train": Split, "val": Split, "test": Split}`` for a MedMNIST dataset."""
-    return {s: load_medmnist(flag, s, size, root, download) for s in SPLITS}
+def load_splits(flag: str, size: int = 28, root=None, download: bool = True,
+                splits=SPLITS) -> dict[str, Split]:
+    """``{"train": Split, "val": Split, "test": Split}`` (or the ``splits`` named) of a MedMNIST set."""
+    return {s: load_medmnist(flag, s, size, root, download) for s in splits}
+
+
+def fingerprint(dataset: str, size: int = 28, root=None) -> str:
+    """The MD5 of the file a dataset is read from (MedMNIST: verified against the official one;
+    PH2: whatever file is there). Part of every cached model's key, so a model trained on one
+    file is never resumed nor reused on another."""
+    if dataset.lower() == "ph2":
+        return "md5:" + md5sum(ph2_file(root))
+    return "md5:" + md5sum(medmnist_file(dataset, size, root))
+
+
+# ----------------------------------------------------------------------------- the test split
+_TEST_LOCK: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_lock", default=None)
+
+
+@contextlib.contextmanager
+def lock_test_split(why: str):
+    """While active, loading any test split raises :class:`TestSplitError`: recipes, epochs and
+    checkpoints are chosen on the validation split only; the test split is for reporting."""
+    token = _TEST_LOCK.set(why)
+    try:
+        yield
+    finally:
+        _TEST_LOCK.reset(token)
+
+
+
+def guard_test_split(split: str, dataset: str) -> None:
+    """Raise :class:`TestSplitError` if ``split`` is "test" while :func:`lock_test_split` holds."""
+    why = _TEST_LOCK.get()
+    if split == "test" and why:
+        raise TestSplitError(
+            f"The test split of {dataset} was requested during {why}. The test split is for "
+            "reporting only: training, recipe and checkpoint choices use the validation split. "
+            "Evaluate on test after training has finished (e.g. in the report step of cached_run).")
 
 
 # ----------------------------------------------------------------------------- PH2 segmentation
@@ -252,16 +340,78 @@ def ph2_file(root=None) -> Path:
     return path
 
 
+PH2_KEYS = tuple(f"{s}_{kind}" for s in SPLITS for kind in ("images", "masks"))
+
+
+def ph2_fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the PH2 arrays (names, shapes, dtypes, bytes): recorded by :func:`prepare_ph2` in
+    the file, checked by :func:`load_ph2` (a fixed MD5 would reject valid locally built files)."""
+    digest = hashlib.sha256()
+    for key in PH2_KEYS:
+        a = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}{a.shape}{a.dtype}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _ph2_error(path: Path, problem: str) -> DataError:
+    return DataError(
+        f"{path} is not a usable PH2 file: {problem}. survey_lib expects the file written by "
+        "survey_lib.data.prepare_ph2(src, out): uint8 RGB images (N, H, W, 3) in 0..255 and uint8 "
+        "masks (N, H, W) in {0, 1} for the train, val and test splits. Rebuild it from the official "
+        f"PH2 folder with prepare_ph2, or point {DATA_ENV} at a folder whose seg/ holds a good copy.")
+
+
+_PH2_CHECKED: dict[tuple, dict[str, np.ndarray]] = {}
+
+
+def read_ph2(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a PH2 file, checked once per file version (size, mtime): readable, the six
+    keys, uint8 images (N, H, W, 3) and {0, 1} masks of matching sizes, and the content fingerprint
+    when the file records one."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _PH2_CHECKED:
+        return _PH2_CHECKED[key]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            files = set(npz.files)
+            missing = sorted(set(PH2_KEYS) - files)
+            if missing:
+                raise _ph2_error(path, f"it lacks the keys {missing}")
+            arrays = {k: npz[k] for k in PH2_KEYS}
+            recorded = str(npz["fingerprint"]) if "fingerprint" in files else None
+    except DataError:
+        raise
+    except Exception as exc:  # truncated, empty or not a zip: numpy raises many kinds
+        raise _ph2_error(path, f"it cannot be read ({type(exc).__name__}: {exc}); it is truncated, "
+                               "empty or not an .npz file") from None
+    for split in SPLITS:
+        images, masks = arrays[f"{split}_images"], arrays[f"{split}_masks"]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise _ph2_error(path, f"{split}_images has dtype {images.dtype} and shape "
+                                   f"{images.shape}, not uint8 (N, H, W, 3) RGB")
+        if masks.dtype not in (np.uint8, np.bool_) or masks.shape != images.shape[:3]:
+            raise _ph2_error(path, f"{split}_masks has dtype {masks.dtype} and shape {masks.shape}, "
+                                   f"not uint8 {images.shape[:3]}")
+        if masks.size and masks.max() > 1:
+            raise _ph2_error(path, f"{split}_masks holds values up to {masks.max()}, not {{0, 1}}")
+    if recorded is not None and recorded != ph2_fingerprint(arrays):
+        raise _ph2_error(path, "its arrays do not match the content fingerprint recorded when it was "
+                               "prepared (it was modified or damaged since)")
+    _PH2_CHECKED[key] = arrays
+    return arrays
+
+
 def load_ph2(split: str = "train", root=None, path: str | os.PathLike | None = None) -> Split:
     """A PH2 split: RGB images (N, 3, 128, 128) in [0, 1] and binary masks (N, 128, 128) long."""
     if split not in SPLITS:
         raise ConfigError(f"Unknown split {split!r}. Valid splits: {', '.join(SPLITS)}.")
+    guard_test_split(split, "ph2")
     path = Path(path) if path is not None else ph2_file(root)
-    with np.load(path) as npz:
-        missing = {f"{split}_images", f"{split}_masks"} - set(npz.files)
-        if missing:
-            raise DataError(f"{path} lacks the keys {sorted(missing)}; it is not a PH2 file.")
-        images, masks = npz[f"{split}_images"], npz[f"{split}_masks"]
+    arrays = read_ph2(path)
+    images, masks = arrays[f"{split}_images"], arrays[f"{split}_masks"]
     x = torch.from_numpy(images).float().div_(255.0).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(masks.astype(np.int64))
     size = x.shape[-1]
@@ -275,7 +425,8 @@ def prepare_ph2(src: str | os.PathLike, out: str | os.PathLike, size: int = 128,
     ``src`` holds ``IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp`` and
     ``IMDxxx/IMDxxx_lesion/IMDxxx_lesion.bmp``. Images are resized with the area filter, masks with
     nearest neighbour and thresholded at 127. The 70/10/20 split is stratified by the clinical
-    diagnosis when a CSV with columns ``Name`` and ``Clinical Diagnosis`` is given.
+    diagnosis when a CSV with columns ``Name`` and ``Clinical Diagnosis`` is given. The file records
+    a content fingerprint (:func:`ph2_fingerprint`) that :func:`load_ph2` checks.
     """
     import pandas as pd
     from PIL import Image
@@ -312,8 +463,40 @@ def prepare_ph2(src: str | os.PathLike, out: str | os.PathLike, size: int = 128,
         arrays[f"{split}_masks"] = np.stack(masks) if masks else np.zeros((0, size, size), np.uint8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **arrays)
+    np.savez_compressed(out, **arrays, fingerprint=np.array(ph2_fingerprint(arrays)))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def downloads_reachable(host: str = "zenodo.org", timeout: float = 3.0) -> bool:
+    """Whether MedMNIST's download site answers (checked once per process; ``$SURVEY_OFFLINE``
+    set means no)."""
+    import socket
+
+    if os.environ.get("SURVEY_OFFLINE"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def dataset_available(dataset: str, size: int = 28, root=None) -> tuple[bool, str]:
+    """(whether ``dataset`` at ``size`` can be read here, why not): its file is under the data
+    root, or it is a MedMNIST file and the download site answers."""
+    dataset = dataset.lower()
+    if dataset == "ph2":
+        path = data_root(root) / "seg" / PH2_FILE
+        return path.exists(), f"{path} is missing (PH2 cannot be downloaded automatically)"
+    task_info(dataset, size)
+    suffix = "" if size == 28 else f"_{size}"
+    path = data_root(root) / "medmnist" / f"{dataset}{suffix}.npz"
+    if path.exists():
+        return True, ""
+    if downloads_reachable():
+        return True, f"{path.name} will be downloaded"
+    return False, f"{path} is missing and the download site (zenodo.org) is unreachable"
 
 
 def local_datasets(root=None) -> list[dict]:

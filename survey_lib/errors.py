@@ -15,3 +15,9 @@ class ConfigError(SurveyError, ValueError):
 
 class DataError(SurveyError):
     """A data file or folder that is missing, corrupt or cannot be downloaded."""
+
+
+class TestSplitError(SurveyError):
+    """The test split was asked for while a model is being trained or its checkpoint selected."""
+
+    __test__ = False  # not a pytest test class

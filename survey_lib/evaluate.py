@@ -3,7 +3,7 @@ per-class prediction shares, the collapse flag and AUC beside plain accuracy.
 
 - :func:`robust_metrics`: clean or attacked metrics of one model on one split (also Dice/IoU for
   segmentation, mean queries per image for query-based attacks, per-stage counts for the cascade);
-- :func:`cascade_metrics`: the AutoAttack-style cascade (adapted to the class count) at one ε;
+- :func:`cascade_metrics`: the standard AutoAttack (or AA-lite, given budgets) at one ε;
 - :func:`pick_examples`: the images a single-example demo shows: drawn (seeded) among those the
   model gets right with high confidence, so an attack has something to change;
 - :func:`sanity_checks`: the usual signs of gradient masking (Carlini et al. 2019, "On evaluating
@@ -18,17 +18,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import validation
 from .data import Split
 from .errors import ConfigError, DataError
 from .metrics import classification_metrics, dice_iou, predictions
-from .train import autocast, predict, select_device, to_device
+from .train import evaluation_autocast, predict, select_device, to_device
 
 
 def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
-                 progress: bool = False) -> torch.Tensor:
+                 progress: bool = False, precision: str | None = None) -> torch.Tensor:
     """Adversarial versions of every image of ``split`` (batched, on the model's device), on the CPU.
-    On CUDA the attack runs in bf16 autocast on channels_last inputs (its losses are taken in fp32).
-    Sets ``attack.total_queries`` (summed over batches) and, for the cascade, ``attack.total_stages``."""
+    Attacks run in fp32 unless ``precision="bf16"`` (:func:`~survey_lib.train.evaluation_autocast`);
+    channels_last inputs. Sets ``attack.total_queries`` (summed over batches) and, for the
+    cascade, ``attack.total_stages``."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -37,7 +39,7 @@ def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
                   disable=not progress, leave=False):
         x = to_device(model, split.x[i:i + batch_size], device)
         y = split.y[i:i + batch_size].to(device)
-        with autocast(device):
+        with evaluation_autocast(device, precision):
             out.append(attack(model, x, y).float().cpu())
         queries += getattr(attack, "queries", 0)
         for name, robust in getattr(attack, "stages", []):
@@ -47,22 +49,33 @@ def attack_split(model: nn.Module, split: Split, attack, batch_size: int = 256,
 
 
 def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int = 256,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, keep_predictions: bool = False,
+                   precision: str | None = None) -> dict:
     """Metrics on clean inputs (``attack=None``) or on ``attack``'s adversarial examples.
 
-    Classification: acc, auc, bacc, shares, collapsed, n; segmentation: dice, iou, n. Adds
-    ``seconds`` (attack + evaluation wall time) and ``attack`` (its repr); ``queries`` (mean per
-    image) for a black-box attack or the cascade's Square stage; ``stages`` (robust accuracy after
-    each stage) for the cascade.
+    Classification: acc, bacc, macro precision/recall/F1, auc, shares, collapsed, below_majority,
+    n; segmentation: dice, iou, n. The AUC is left out (None, with ``auc_note``) for an attack
+    whose scores are not the full attack's (early stopping, query attacks that stop on success,
+    cascades): their accuracy is right, their scores are not. Adds ``seconds`` (attack +
+    evaluation wall time) and ``attack`` (its configuration string); ``queries`` (mean per image)
+    for a black-box attack or the cascade's Square stage; ``stages`` (robust accuracy after each
+    stage) for the cascade; with ``keep_predictions`` the per-image predictions (``pred``) or
+    Dice (``dice_per_image``). ``precision``: see :func:`survey_lib.train.evaluation_autocast`
+    (fp32 unless asked).
     """
+    validation.split(split)
     model.to(select_device())
     start = time.perf_counter()
-    x = split.x if attack is None else attack_split(model, split, attack, batch_size, progress)
-    logits = predict(model, x, batch_size)
+    x = split.x if attack is None else attack_split(model, split, attack, batch_size, progress,
+                                                     precision)
+    logits = predict(model, x, batch_size, precision=precision)
     if split.info.task == "segmentation":
-        m = dice_iou(logits, split.y)
+        m = dice_iou(logits, split.y, keep_per_image=keep_predictions)
     else:
-        m = classification_metrics(logits, split.y, split.info.task, split.info.num_classes)
+        m = classification_metrics(logits, split.y, split.info.task, split.info.num_classes,
+                                   keep_predictions)
+        if attack is not None and not attack.full_scores:
+            m["auc"], m["auc_note"] = None, "not computed: the attack stops early on fooled images"
     m["seconds"] = round(time.perf_counter() - start, 2)
     m["attack"] = "clean" if attack is None else repr(attack)
     if attack is not None and (getattr(attack, "black_box", False) or attack.total_queries):
@@ -72,14 +85,21 @@ def robust_metrics(model: nn.Module, split: Split, attack=None, batch_size: int 
     return m
 
 
-def cascade_metrics(model: nn.Module, split: Split, eps: float = 8, steps: int = 100,
-                    square_queries: int = 1000, batch_size: int = 256, seed: int = 0) -> dict:
-    """Robust metrics under the AutoAttack-style cascade at ε (/255): APGD-CE, then APGD-DLR (3
-    classes) or targeted APGD (≥ 4 classes), then Square, each on the points still robust. Binary
-    tasks get APGD-CE + Square. ``stages`` holds the robust accuracy after each stage."""
-    from .attacks import AutoAttack
+def cascade_metrics(model: nn.Module, split: Split, eps: float = 8, steps: int | None = None,
+                    square_queries: int | None = None, batch_size: int = 256, seed: int = 0) -> dict:
+    """Robust metrics under the standard AutoAttack at ε (/255): APGD-CE, APGD-T, FAB-T, Square,
+    each on the points still robust (see :mod:`survey_lib.attacks.autoattack` for K < 4). Given
+    ``steps`` or ``square_queries``, the reduced cascade AA-lite with those budgets instead (its
+    other budgets are AA-lite's defaults); ``attack`` names which ran. ``stages`` holds the robust
+    accuracy after each stage."""
+    from .attacks import AALite, AutoAttack
 
-    attack = AutoAttack(eps=eps, steps=steps, square_queries=square_queries, seed=seed)
+    if steps is None and square_queries is None:
+        attack = AutoAttack(eps=eps, seed=seed)
+    else:
+        budgets = {k: v for k, v in (("steps", steps), ("square_queries", square_queries))
+                   if v is not None}
+        attack = AALite(eps=eps, seed=seed, **budgets)
     return robust_metrics(model, split, attack, batch_size)
 
 

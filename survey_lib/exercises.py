@@ -194,14 +194,14 @@ def _unet(seed=0):
 
 
 def _check_dice_loss(soft_dice_loss):
-    from .train import dice_loss
+    from .losses import dice_loss
 
     g = _seeded(5)
     logits = torch.randn(4, 2, 32, 32, generator=g) * 3
     masks = (torch.rand(4, 32, 32, generator=g) > 0.7).long()
     masks[0] = 0  # an image without lesion: the +1 smoothing keeps the loss finite
     return _compare(soft_dice_loss(logits.clone(), masks.clone()), dice_loss(logits, masks), 1e-6,
-                    "survey_lib.train.dice_loss on 4 random logit maps")
+                    "survey_lib.losses.dice_loss on 4 random logit maps")
 
 
 def _check_dice_pgd(dice_pgd):

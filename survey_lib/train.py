@@ -2,7 +2,7 @@
 
 - loss from the task: cross-entropy (single-label), BCE-with-logits (multi-label), Dice + CE
   (segmentation); a defense swaps in its own ``loss_fn`` (adversarial training, issue 4).
-- seeding and deterministic flags; cuda > mps > cpu; bf16 autocast and channels_last on CUDA.
+- seeding and deterministic flags; cuda > mps > cpu; channels_last everywhere, bf16 autocast on CUDA.
 - the checkpoint kept is the best on the validation split by ``select_fn`` (AUC by default, as in
   MedMNIST v2; Dice for segmentation); the test split is never looked at during training.
 - every epoch is saved atomically to ``last.pt``, so an interrupted run resumes where it stopped.
@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import validation
 from .data import Split
-from .errors import ConfigError
+from .errors import ConfigError, DataError
+from .losses import task_loss
 from .metrics import classification_metrics, dice_iou
 
 
@@ -51,16 +53,34 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA, a no-op elsewhere."""
+    """bf16 autocast for training steps on CUDA, a no-op elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
+PRECISION_ENV = "SURVEY_ATTACK_PRECISION"
+
+
+def evaluation_autocast(device: torch.device, precision: str | None = None):
+    """The precision of attacks and evaluation: fp32 unless asked (``precision="bf16"`` or
+    ``$SURVEY_ATTACK_PRECISION=bf16``): input gradients in bf16 can be coarser than in fp32, and a
+    weaker attack would report a higher robust accuracy. bf16 runs under autocast on any device."""
+    precision = precision or os.environ.get(PRECISION_ENV) or "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"Attack precision must be 'fp32' (the default) or 'bf16', got "
+                          f"{precision!r} (from the argument or ${PRECISION_ENV}).")
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def to_device(model: nn.Module, x: torch.Tensor | None, device: torch.device):
-    """Move a model (and a batch) to ``device``; channels_last memory format on CUDA."""
+    """Move a model (and a batch) to ``device`` in channels_last memory format (images and
+    volumes): faster on CUDA and on the CPU too (1.3× for PGD on our models on the 2-core CPU,
+    benchmarks/performance)."""
     fmt = None
-    if device.type == "cuda" and x is not None and x.ndim in (4, 5):
+    if x is not None and x.ndim in (4, 5):
         fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
     model.to(device, memory_format=fmt) if fmt else model.to(device)
     if x is None:
@@ -91,36 +111,21 @@ def augment(x: torch.Tensor, y: torch.Tensor | None = None, max_degrees: float =
     return x, y
 
 
-# ----------------------------------------------------------------------------- losses
-def dice_loss(logits: torch.Tensor, masks: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft Dice loss of the lesion channel (Milletari et al. 2016)."""
-    p = torch.softmax(logits.float(), dim=1)[:, 1]
-    t = masks.float()
-    inter = (p * t).flatten(1).sum(1)
-    return 1 - ((2 * inter + eps) / (p.flatten(1).sum(1) + t.flatten(1).sum(1) + eps)).mean()
-
-
-def task_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The natural loss of a task: CE, BCE-with-logits (multi-label) or Dice + CE (segmentation)."""
-    if task == "segmentation":
-        return lambda logits, y: F.cross_entropy(logits.float(), y) + dice_loss(logits, y)
-    if task.startswith("multi-label"):
-        return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float(), y.float())
-    return lambda logits, y: F.cross_entropy(logits.float(), y.view(-1))
-
-
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
-            device: torch.device | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (eval mode, batched), returned on the CPU."""
+            device: torch.device | None = None, precision: str | None = None,
+            unit_range: bool = True) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` (images in [0, 1] unless ``unit_range`` is False; eval mode,
+    batched; fp32 unless ``precision``, see :func:`evaluation_autocast`), returned on the CPU."""
+    validation.images(x, unit_range=unit_range)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
         xb = to_device(model, x[i:i + batch_size], device)
-        with autocast(device):
+        with evaluation_autocast(device, precision):
             out.append(model(xb).float().cpu())
     model.train(was_training)
     return torch.cat(out)
@@ -128,6 +133,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
 
 def evaluate(model: nn.Module, split: Split, batch_size: int = 256) -> dict:
     """Clean metrics of ``model`` on a split: ACC/AUC/bACC/shares, or Dice/IoU for segmentation."""
+    validation.split(split)
     logits = predict(model, split.x, batch_size)
     if split.info.task == "segmentation":
         return dice_iou(logits, split.y)
@@ -190,6 +196,8 @@ def fit(model: nn.Module, train: Split, val: Split, *, epochs: int, batch_size: 
     weights, checkpoints and validation are those of the uncompiled ``model``.
     Returns ``{"history": [...], "best_epoch": int, "best_score": float, "seconds": float}``.
     """
+    validation.split(train, "the training split")
+    validation.split(val, "the validation split")
     seed_everything(seed)
     dev = select_device(device)
     to_device(model, train.x[:1], dev)
@@ -205,12 +213,15 @@ def fit(model: nn.Module, train: Split, val: Split, *, epochs: int, batch_size: 
     state = {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": -1,
              "best_state": None, "seconds": 0.0}
     if checkpoint is not None and Path(checkpoint).exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        state = saved["state"]
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            torch.set_rng_state(saved["rng"])
+            state = saved["state"]
+        except Exception as exc:  # truncated zip, missing keys, other shapes: many kinds
+            raise _corrupt(Path(checkpoint), exc) from None
     bar = tqdm(range(state["epoch"], epochs), desc=f"train {train.info.flag}", disable=not progress,
                initial=state["epoch"], total=epochs, leave=False)
     for epoch in bar:
@@ -264,38 +275,92 @@ def runs_root() -> Path:
     return runs_dir()
 
 
+def _normalised(value):
+    """JSON-able value with integral floats as ints (ε = 2 and 2.0 name the same model)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalised(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalised(v) for v in value]
+    return value
+
+
 def config_hash(config: dict) -> str:
-    """A short stable hash of a JSON-able configuration."""
+    """A short stable hash of a JSON-able configuration (numbers normalised: 2 == 2.0)."""
     import hashlib
     import json
 
-    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha1(json.dumps(_normalised(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+TRAINED: list[str] = []  # run folders this process trained (the benchmark's run log counts them)
+
+
+def _corrupt(path: Path, exc: Exception) -> DataError:
+    return DataError(
+        f"The cached file {path} is corrupt or truncated ({type(exc).__name__}: {exc}). Delete its "
+        f"folder {path.parent} to retrain that model, or run again with --force (force=True), which "
+        "retrains from scratch and replaces it.")
+
+
+def _load_cached(model: nn.Module, weights: Path, record_path: Path):
+    import json
+
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _corrupt(record_path, exc) from None
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except Exception as exc:  # truncated zip, wrong keys or shapes: torch raises many kinds
+        raise _corrupt(weights, exc) from None
+    return model.eval(), record
 
 
 def cached_run(config: dict, build: Callable[[], nn.Module],
-               train_fn: Callable[[nn.Module, Path], dict], force: bool = False):
-    """Train once per configuration, then reuse: ``runs/<dataset>/<name>-<hash>/``.
+               train_fn: Callable[[nn.Module, Path], dict], force: bool = False, root=None,
+               report: Callable[[nn.Module], dict] | None = None):
+    """Train once per configuration and data file, then reuse: ``runs/<dataset>/<name>-<hash>/``.
 
-    ``build()`` makes the untrained model; ``train_fn(model, last_pt_path)`` trains it in place and
-    returns a JSON-able record. The folder holds ``model.pt`` (weights), ``record.json`` and, while
-    training, ``last.pt`` (resume point). Returns ``(model in eval mode, record)``.
+    The hash covers ``config`` (numbers normalised) and the data file's fingerprint
+    (:func:`survey_lib.data.fingerprint`, recorded as ``config["data"]``), so a model is never
+    resumed nor reused on other data. ``build()`` makes the untrained model; ``train_fn(model,
+    last_pt_path)`` trains it in place while the test split is locked
+    (:func:`survey_lib.data.lock_test_split`) and returns a JSON-able record; ``report(model)``
+    then adds what may look at the test split (test metrics). The folder holds ``model.pt``,
+    ``record.json`` and, while training, ``last.pt`` (resume point). One process trains a folder at
+    a time (:mod:`survey_lib.claims`); another waits and loads the result. A corrupt cached file
+    raises a :class:`~survey_lib.errors.DataError` naming it; ``force`` retrains from scratch.
+    Returns ``(model in eval mode, record)``.
     """
     import json
 
+    from .claims import claimed
+    from .data import fingerprint, lock_test_split
+
+    config = {**config, "data": fingerprint(config["dataset"], config.get("size", 28), root)}
     folder = runs_root() / config["dataset"] / f"{config['name']}-{config_hash(config)}"
-    weights, record_path = folder / "model.pt", folder / "record.json"
+    weights, record_path, last = folder / "model.pt", folder / "record.json", folder / "last.pt"
     model = build()
     if not force and weights.exists() and record_path.exists():
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return model.eval(), json.loads(record_path.read_text())
+        return _load_cached(model, weights, record_path)
     folder.mkdir(parents=True, exist_ok=True)
-    record = train_fn(model, folder / "last.pt")
-    record = {"config": config, **record}
-    atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-    tmp = record_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, record_path)
-    (folder / "last.pt").unlink(missing_ok=True)
+    with claimed(folder / "train.claim"):
+        if not force and weights.exists() and record_path.exists():  # trained by another process
+            return _load_cached(model, weights, record_path)
+        if force:  # from scratch: a partial checkpoint (possibly the corrupt file) is discarded
+            for stale in (last, folder / "val_log.json"):
+                stale.unlink(missing_ok=True)
+        with lock_test_split(f"the training of {folder.name}"):
+            record = train_fn(model, last)
+        record = {"config": _normalised(config), **record, **(report(model) if report else {})}
+        atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+        tmp = record_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, record_path)
+        last.unlink(missing_ok=True)
+        TRAINED.append(str(folder))
     return model.eval(), record
 
 
@@ -309,13 +374,14 @@ def class_balanced_weights(split: Split, power: float = 1.0) -> torch.Tensor | N
     return counts[split.y] ** -float(power)
 
 
-def load_dataset(dataset: str, size: int = 28, root=None) -> dict[str, Split]:
-    """Train/val/test splits of a MedMNIST flag or of ``"ph2"``."""
+def load_dataset(dataset: str, size: int = 28, root=None,
+                 splits=("train", "val", "test")) -> dict[str, Split]:
+    """The ``splits`` (default train/val/test) of a MedMNIST flag or of ``"ph2"``."""
     from .data import load_ph2, load_splits
 
     if dataset.lower() == "ph2":
-        return {s: load_ph2(s, root) for s in ("train", "val", "test")}
-    return load_splits(dataset, size, root)
+        return {s: load_ph2(s, root) for s in splits}
+    return load_splits(dataset, size, root, splits=splits)
 
 
 def baseline_config(dataset: str, profile, size: int = 28, seed: int | None = None) -> dict:
@@ -349,19 +415,26 @@ def build_for(config: dict, info) -> nn.Module:
                        config["size"])
 
 
+def test_split(config: dict, root=None) -> Split:
+    """The test split a training configuration reports on (its ``eval_subset``, seeded)."""
+    test = load_dataset(config["dataset"], config["size"], root, ("test",))["test"]
+    return test.subset(config.get("eval_subset"), config["seed"])
+
+
 def train_recipe(config: dict, loss_fn: Callable | None = None, select_fn: Callable | None = None,
                  build: Callable[[], nn.Module] | None = None, root=None, force: bool = False,
                  progress: bool = True):
     """Train (or load from ``runs/``) the model a configuration describes (see
     :func:`baseline_config`), optionally with another ``loss_fn(model, x, y)`` or checkpoint
-    ``select_fn`` (training-time defenses plug in here); evaluate it on val and test.
+    ``select_fn`` (training-time defenses plug in here), on the train split with checkpoints chosen
+    on val; once trained, evaluate it on test.
 
     Returns ``(model, record)``; the record holds the config, val/test metrics, the training history
     and the wall time.
     """
-    splits = load_dataset(config["dataset"], config["size"], root)
+    splits = load_dataset(config["dataset"], config["size"], root, ("train", "val"))
     train = splits["train"].subset(config["train_subset"], config["seed"])
-    val, test = (splits[s].subset(config["eval_subset"], config["seed"]) for s in ("val", "test"))
+    val = splits["val"].subset(config["eval_subset"], config["seed"])
     balance = config.get("balanced") or 0
 
     def train_fn(model: nn.Module, last: Path) -> dict:
@@ -372,11 +445,11 @@ def train_recipe(config: dict, loss_fn: Callable | None = None, select_fn: Calla
                   augment_data=config["augment"], seed=config["seed"], checkpoint=last,
                   loss_fn=loss_fn, select_fn=select_fn, progress=progress,
                   sampler_weights=class_balanced_weights(train, balance) if balance else None)
-        return {"val": evaluate(model, val), "test": evaluate(model, test),
-                "wall_seconds": round(time.perf_counter() - start, 1),
+        return {"val": evaluate(model, val), "wall_seconds": round(time.perf_counter() - start, 1),
                 "device": str(select_device()), "torch": torch.__version__, **out}
 
-    return cached_run(config, build or (lambda: build_for(config, train.info)), train_fn, force)
+    return cached_run(config, build or (lambda: build_for(config, train.info)), train_fn, force,
+                      root, report=lambda model: {"test": evaluate(model, test_split(config, root))})
 
 
 def train_baseline(dataset: str, profile=None, size: int = 28, seed: int | None = None,

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from . import pretrained
+from . import pretrained, validation
 from .attacks import make_attack
 from .config import get_profile
 from .data import Split
+from .errors import ConfigError, DataError
 from .evaluate import pick_examples
 from .figures import _show
 from .train import build_for, load_dataset, runs_root
@@ -85,6 +86,9 @@ def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, e
     matplotlib figure."""
     import matplotlib.pyplot as plt
 
+    if not 0 <= index < len(split):
+        raise ConfigError(f"Image index {index} is outside the {split.info.flag} test split "
+                          f"(0..{len(split) - 1}).")
     x, y = split.x[index:index + 1], split.y[index:index + 1]
     kw = {"eps": eps} if attack == "fgsm" else {"eps": eps, "steps": steps}
     x_adv = make_attack(attack, **kw)(model, x, y)
@@ -136,14 +140,17 @@ class Explorer:
                  split: Split | None = None, attack: str | None = None, eps: float = 4,
                  steps: int = 10, index: int | None = None, interactive: bool | None = None,
                  profile=None):
-        self.datasets, self.models, self.split = list(datasets), models, split
+        eps = validation.linf_eps(eps, "Explorer")
+        if split is not None:
+            validation.split(split)
+        self.datasets, self.models, self.split = [d.lower() for d in datasets], models, split
         self.profile = get_profile(profile)
         self._tests: dict[str, Split] = {}
         name = self.datasets[0]
         attack = attack or self.attacks_for(name)[-1 if self.segmentation(name) else 1]
         choices = self.model_choices(name)
         if not choices:
-            raise FileNotFoundError(
+            raise DataError(
                 f"No trained model for {name} under {runs_root()}, and none shipped for the "
                 f"{self.profile.name} profile: run notebook 00 (or `python -m survey_lib train "
                 f"--dataset {name}`) first, or pass models={{label: model}}.")

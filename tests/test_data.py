@@ -45,8 +45,10 @@ def test_root_precedence(tmp_path, monkeypatch, real_root):
     assert data.data_root() == real_root.resolve()
     assert data.data_root(tmp_path) == tmp_path.resolve()  # explicit beats the env var
     monkeypatch.delenv(data.DATA_ENV)
-    monkeypatch.chdir(tmp_path)
-    assert data.data_root() == (tmp_path / "data").resolve()
+    monkeypatch.chdir(tmp_path)  # never the working directory: the checkout's data/
+    from survey_lib.paths import ROOT
+
+    assert data.data_root() == ROOT / "data" and not (tmp_path / "data").exists()
 
 
 def test_missing_root_is_a_clear_error(tmp_path):
@@ -139,3 +141,23 @@ def test_local_datasets_lists_shared_files(data_env):
     local = {(r["dataset"], r["size"]) for r in rows if r["local"]}
     assert ("breastmnist", 64) in local and ("ph2", 128) in local
     assert ("dermamnist", 28) not in local and any(r["dataset"] == "dermamnist" for r in rows)
+
+
+def test_class_separation_by_value():
+    info = data.TaskInfo("t", "binary-class", ("a", "b"), 1, False, 2)
+    x = torch.tensor([[0, 0, 0, 0], [10, 0, 0, 0], [40, 40, 40, 40], [0, 0, 0, 30]]).float()
+    x = x.view(4, 1, 2, 2) / 255
+    s = data.class_separation(data.Split(x, torch.tensor([0, 0, 1, 1]), info))
+    # nearest other-class image: 0→3: 30, 1→3: 30, 2→1: 40, 3→0: 30
+    assert s["closest_pair"] == 30 and s["median_nearest"] == 30 and s["n"] == 4
+
+
+def test_stratified_indices_keep_class_proportions_and_seed():
+    y = torch.tensor([0] * 70 + [1] * 20 + [2] * 10)
+    idx = data.stratified_indices(y, 30, seed=3)
+    assert len(idx) == 30 and len(set(idx.tolist())) == 30
+    assert torch.bincount(y[idx]).tolist() == [21, 6, 3]
+    assert idx.equal(data.stratified_indices(y, 30, seed=3))
+    assert not idx.equal(data.stratified_indices(y, 30, seed=4))
+    assert torch.bincount(y[data.stratified_indices(y, 7)]).tolist() == [5, 1, 1]
+    assert data.stratified_indices(y, 500).equal(torch.arange(100))

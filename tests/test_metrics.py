@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from survey_lib.metrics import classification_metrics, dice_iou
+from survey_lib.metrics import classification_metrics, dice_iou, mean_interval
 
 
 def test_binary_matches_sklearn():
@@ -51,3 +51,11 @@ def test_dice_iou():
     logits[0, 1, :1] = 1  # predicts 4 of them, nothing else
     m = dice_iou(logits, masks)
     assert m["dice"] == pytest.approx(2 * 4 / 12) and m["iou"] == pytest.approx(4 / 8)
+
+
+def test_bootstrap_interval_covers_the_mean_with_the_normal_width():
+    v = np.random.default_rng(0).normal(0.3, 0.2, 400)
+    lo, hi = mean_interval(v)
+    assert lo < v.mean() < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * v.std() / np.sqrt(len(v)), rel=0.15)
+    assert mean_interval([0.5] * 10) == (0.5, 0.5)

@@ -1,11 +1,24 @@
-"""AutoAttack-style evaluation (survey taxonomy: attacks → evaluation of robustness; Croce & Hein,
-ICML 2020): step-size-free APGD on cross-entropy and on the DLR loss, its targeted version, and a
-cascade that also runs the query-based Square attack.
+"""AutoAttack (survey taxonomy: attacks → evaluation of robustness; Croce & Hein, ICML 2020,
+"Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks"):
+step-size-free APGD on cross-entropy and on the DLR loss, its targeted version, and the cascade.
 
-The cascade adapts to the number of classes K, because DLR needs the third-largest logit and its
-targeted form the fourth: K = 2 (BreastMNIST, PneumoniaMNIST) runs APGD-CE + Square; K = 3 runs
-APGD-CE + APGD-DLR + Square; K ≥ 4 runs APGD-CE + APGD-T (targeted DLR) + Square, as the standard
-AutoAttack does (minus FAB-T). It never fails on binary tasks.
+``autoattack`` is the standard version, budgets fixed: APGD-CE (100 steps), APGD-T (targeted DLR,
+9 targets × 100 steps), FAB-T (9 targets × 100 steps, ``fab.py``), Square (5000 queries), one
+restart each, each stage on the images every earlier stage left correctly classified. ``aa_lite``
+is the same cascade with the budgets you give it, and its name never says "AutoAttack" alone.
+
+Targets are the min(9, K − 1) most likely wrong classes. Fewer than 4 classes need adapting, since
+DLR needs the third-largest logit and its targeted form the fourth:
+
+- K ≥ 4: as in the paper;
+- K = 3: APGD-T ascends the targeted CW margin z_t − z_y instead of targeted DLR (2 targets);
+- K = 2: no APGD-T: with one wrong class the targeted margin is a monotone function of the
+  cross-entropy, so APGD on it (same seed) would retrace APGD-CE step for step; FAB-T has the one
+  target and so is the untargeted FAB.
+
+The attack's repr names exactly what ran on the last call, e.g.
+``AutoAttack-standard(APGD-CE-100, APGD-T-4x100, FAB-T-4x100, Square-5000; eps=8/255)`` on a
+5-class model, ``AA-lite(APGD-CE-20, Square-300; eps=8/255)`` for a reduced cascade on a binary one.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .base import Attack, margin_loss
 from .blackbox import Square
+from .fab import FABT
 
 
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,13 +76,16 @@ margin, for a second opinion on binary tasks where DLR is undefined). Each resta
         self.rho = rho
 
     def _loss(self, logits, y, target):
-        if self.loss == "dlr" or target is not None:
+        if self.loss == "margin":  # CW margin; targeted: z_t − z_y
+            if target is None:
+                return margin_loss(logits, y)
+            z = logits.float()
+            return (z.gather(1, target.view(-1, 1)) - z.gather(1, y.view(-1, 1)))[:, 0]
+        if self.loss == "dlr":
             if logits.shape[1] < (3 if target is None else 4):
                 raise ConfigError(f"{self.name}: the DLR loss needs ≥ 3 classes (targeted: ≥ 4); "
-                                  f"this model has {logits.shape[1]}. Use apgd_ce.")
+                                  f"this model has {logits.shape[1]}. Use apgd_ce, or loss='margin'.")
             return dlr_loss(logits, y, target)
-        if self.loss == "margin":
-            return margin_loss(logits, y)
         return F.cross_entropy(logits.float(), y, reduction="none")
 
     def perturb(self, model, x, y):
@@ -143,14 +160,21 @@ class APGDDLR(APGD):
 
 
 class APGDT(APGD):
-    """Targeted APGD on the targeted DLR loss against each of the ``n_targets`` most likely wrong
-    classes in turn (needs ≥ 4 classes); an example counts as broken when it is misclassified."""
+    """Targeted APGD against each of the ``n_targets`` most likely wrong classes in turn (at most
+    K − 1), on the targeted DLR loss (needs ≥ 4 classes) or the targeted CW margin z_t − z_y
+    (``loss="margin"``, any K); an example counts as broken when it is misclassified."""
 
     name = "apgd_t"
     default_loss = "dlr"
 
     def __init__(self, eps: float = 8, steps: int = 100, n_targets: int = 9, **kw):
         super().__init__(eps, steps=steps, **kw)
+        if self.loss not in ("dlr", "margin"):
+            raise ConfigError(f"{self.name}: loss must be 'dlr' (targeted DLR) or 'margin' (targeted "
+                              f"CW margin), got {self.loss!r}.")
+        if n_targets < 1:
+            raise ConfigError(f"{self.name}: n_targets must be ≥ 1 (got {n_targets}); AutoAttack's "
+                              "standard version uses 9 (at most K − 1 are used).")
         self.n_targets = n_targets
 
     def perturb(self, model, x, y):
@@ -170,36 +194,73 @@ class APGDT(APGD):
         return best
 
 
+
+
 class AutoAttack(Attack):
-    """The AutoAttack-style cascade: each attack sees only the examples every earlier one left
-    correctly classified. Stages by class count K (see the module docstring); ``stages`` after a
-    call lists (attack, examples still robust after it)."""
+    """The standard AutoAttack, L∞ (Croce & Hein, ICML 2020), budgets fixed (module docstring):
+    APGD-CE-100, APGD-T-9x100, FAB-T-9x100, Square-5000. For other budgets use :class:`AALite`.
+    After a call ``stages`` lists (stage, images still robust after it), starting with "clean"."""
 
     name = "autoattack"
+    label = "AutoAttack-standard"
+    full_scores = False  # each stage attacks only what the earlier ones left robust
 
-    def __init__(self, eps: float = 8, steps: int = 100, square_queries: int = 1000,
-                 n_targets: int = 9, **kw):
-        super().__init__(eps, steps=steps, **kw)
-        self.square_queries, self.n_targets = square_queries, n_targets
+    def __init__(self, eps: float = 8, seed: int = 0, **budgets):
+        if budgets:
+            raise ConfigError(
+                f"autoattack is the standard AutoAttack, whose budgets are fixed (APGD 100 steps, 9 "
+                f"targets, FAB-T 100 steps, Square 5000 queries); got {budgets}. For a reduced "
+                "cascade use make_attack('aa_lite', steps=..., n_targets=..., fab_steps=..., "
+                "square_queries=...), which is named AA-lite in every result.")
+        self._setup(eps, seed, steps=100, n_targets=9, fab_steps=100, square_queries=5000)
+
+    def _setup(self, eps, seed, steps, n_targets, fab_steps, square_queries):
+        super().__init__(eps, steps=steps, seed=seed)
+        if n_targets < 1 or fab_steps < 0 or square_queries < 1:
+            raise ConfigError(f"{self.name}: needs n_targets ≥ 1, fab_steps ≥ 0 (0: no FAB-T) and "
+                              f"square_queries ≥ 1; got {n_targets}, {fab_steps}, {square_queries}.")
+        self.n_targets, self.fab_steps, self.square_queries = n_targets, fab_steps, square_queries
+        self.num_classes: int | None = None  # K of the last call
         self.stages: list[tuple[str, int]] = []
 
     def attacks_for(self, num_classes: int) -> list[Attack]:
-        """The cascade for a K-class model (binary: APGD-CE + Square)."""
+        """The stages run on a K-class model, in order."""
         kw = {"eps": self.eps_units, "seed": self.seed}
         out: list[Attack] = [APGD(steps=self.steps, **kw)]
-        if num_classes == 3:
-            out.append(APGDDLR(steps=self.steps, **kw))
-        elif num_classes >= 4:
-            out.append(APGDT(steps=self.steps, n_targets=self.n_targets, **kw))
+        if num_classes >= 3:
+            out.append(APGDT(steps=self.steps, n_targets=self.n_targets,
+                             loss="dlr" if num_classes >= 4 else "margin", **kw))
+        if self.fab_steps:
+            out.append(FABT(steps=self.fab_steps, n_targets=self.n_targets, **kw))
         return out + [Square(steps=self.square_queries, **kw)]
+
+    def describe(self, num_classes: int | None = None) -> str:
+        """What runs on a K-class model (default: the last call's K; before any call, K ≥ 10)."""
+        k = num_classes or self.num_classes or self.n_targets + 1
+        n = min(self.n_targets, k - 1)
+        names = []
+        for a in self.attacks_for(k):
+            if isinstance(a, APGDT):
+                names.append(f"APGD-T{'' if a.loss == 'dlr' else '(CW)'}-{n}x{a.steps}")
+            elif isinstance(a, FABT):
+                names.append(f"FAB-T-{n}x{a.steps}")
+            elif isinstance(a, Square):
+                names.append(f"Square-{a.steps}")
+            else:
+                names.append(f"APGD-CE-{a.steps}")
+        return f"{self.label}({', '.join(names)}; eps={self.eps_units:g}/255)"
+
+    def __repr__(self) -> str:
+        return self.describe()
 
     def perturb(self, model, x, y):
         with torch.no_grad():
             logits = model(x)
+        self.num_classes = logits.shape[1]
         x_adv = x.clone()
         robust = ~self.success(logits, y)
         self.stages = [("clean", int(robust.sum()))]
-        for attack in self.attacks_for(logits.shape[1]):
+        for attack in self.attacks_for(self.num_classes):
             idx = robust.nonzero().view(-1)
             if len(idx):
                 x_adv[idx] = attack.perturb(model, x[idx], y[idx])
@@ -208,3 +269,17 @@ class AutoAttack(Attack):
                     robust[idx] = ~self.success(model(x_adv[idx]), y[idx])
             self.stages.append((attack.name, int(robust.sum())))
         return x_adv
+
+
+class AALite(AutoAttack):
+    """A reduced AutoAttack cascade with explicit budgets, named ``AA-lite(...)`` in every result:
+    APGD-CE (``steps``), APGD-T (``n_targets`` × ``steps``, K ≥ 3), FAB-T (``n_targets`` ×
+    ``fab_steps``; 0 leaves it out), Square (``square_queries``). The defaults are the cpu
+    benchmark's: ``AA-lite(APGD-CE-20, APGD-T-9x20, Square-300; eps=8/255)``."""
+
+    name = "aa_lite"
+    label = "AA-lite"
+
+    def __init__(self, eps: float = 8, steps: int = 20, n_targets: int = 9, fab_steps: int = 0,
+                 square_queries: int = 300, seed: int = 0):
+        self._setup(eps, seed, steps, n_targets, fab_steps, square_queries)

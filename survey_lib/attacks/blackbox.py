@@ -24,11 +24,15 @@ class Square(Attack):
 
     name = "square"
     black_box = True
+    full_scores = False  # fooled images stop querying
 
     def __init__(self, eps: float = 8, steps: int = 1000, p_init: float = 0.8, **kw):
         kw.setdefault("random_start", False)
         super().__init__(eps, steps=steps, **kw)
         self.p_init = p_init
+
+    def _extra_repr(self):
+        return [f"p_init={self.p_init:g}"]
 
     def _p(self, i: int) -> float:
         """The fraction of pixels changed at iteration i (the paper's schedule, scaled to 10k iterations)."""
@@ -84,6 +88,7 @@ class SimBA(Attack):
 
     name = "simba"
     black_box = True
+    full_scores = False  # fooled images stop querying
 
     def __init__(self, eps: float = 16, steps: int = 500, **kw):
         kw.setdefault("random_start", False)
@@ -128,13 +133,20 @@ class Transfer(Attack):
     black_box = True
 
     def __init__(self, eps: float = 8, steps: int = 10, surrogate: nn.Module | None = None,
-                 base: str = "pgd", **kw):
+                 base: str = "pgd", surrogate_name: str = "unnamed", **kw):
         super().__init__(eps, steps=steps, **kw)
         from . import make_attack
 
-        self.surrogate = surrogate
+        self.surrogate, self.surrogate_name = surrogate, surrogate_name
         self.base = make_attack(base, eps=eps, steps=steps, **kw)
         self.norm, self.eps = self.base.norm, self.base.eps  # the budget is the base attack's
+
+    @property
+    def full_scores(self) -> bool:
+        return self.base.full_scores
+
+    def __repr__(self) -> str:
+        return f"Transfer(base={self.base!r}, surrogate={self.surrogate_name})"
 
     def perturb(self, model, x, y):
         if self.surrogate is None:

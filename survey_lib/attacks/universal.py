@@ -32,7 +32,7 @@ class UniversalPerturbation(Attack):
     def fit(self, model, x: torch.Tensor, y: torch.Tensor) -> "UniversalPerturbation":
         device = next(model.parameters()).device
         gen = torch.Generator().manual_seed(self.seed)
-        y = self._labels(y, x)
+        y = self._fit_labels(model, x, y)
         delta = torch.zeros(1, *x.shape[1:], device=device)
         with frozen(model):
             for _ in range(self.steps):
@@ -92,7 +92,7 @@ class AdversarialPatch(Attack):
                               f"got shape {tuple(x.shape)}.")
         device = next(model.parameters()).device
         gen = torch.Generator().manual_seed(self.seed)
-        y = self._labels(y, x)
+        y = self._fit_labels(model, x, y)
         s = self.side(x)
         patch = torch.rand(x.shape[1], s, s, generator=gen).to(device)
         with frozen(model):

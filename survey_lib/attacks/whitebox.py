@@ -95,6 +95,9 @@ class EOTPGD(PGD):
             raise ConfigError(f"{self.name}: samples must be ≥ 1 (got {samples}); 10–20 is usual.")
         self.samples = samples
 
+    def _extra_repr(self):
+        return [f"samples={self.samples}"]
+
     def grad_and_logits(self, model, x, y):
         total = 0
         for _ in range(self.samples):
@@ -157,6 +160,9 @@ class MIFGSM(Attack):
         super().__init__(eps, **kw)
         self.decay = decay
 
+    def _extra_repr(self):
+        return [f"decay={self.decay:g}"]
+
     def _default_step(self) -> float:
         return self.eps / self.steps
 
@@ -184,6 +190,10 @@ class CWL2(Attack):
                  lr: float = 0.01, search_steps: int = 5, **kw):
         super().__init__(eps, steps=steps, **kw)
         self.c, self.kappa, self.lr, self.search_steps = c, kappa, lr, search_steps
+
+    def _extra_repr(self):
+        return [f"c={self.c:g}", f"kappa={self.kappa:g}", f"lr={self.lr:g}",
+                f"search_steps={self.search_steps}"]
 
     def perturb(self, model, x, y):
         n = len(x)
@@ -226,6 +236,9 @@ class DeepFool(Attack):
     def __init__(self, eps: float = 1.0, steps: int = 50, overshoot: float = 0.02, **kw):
         super().__init__(eps, steps=steps, **kw)
         self.overshoot = overshoot
+
+    def _extra_repr(self):
+        return [f"overshoot={self.overshoot:g}"]
 
     def perturb(self, model, x, y):
         r = torch.zeros_like(x)

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..train import build_for, cached_run, load_dataset
-from .adversarial_training import AdversarialTraining, run_training
+from ..train import build_for, cached_run
+from .adversarial_training import AdversarialTraining, run_training, test_report, training_splits
 
 
 class NonLocalDenoise(nn.Module):
@@ -67,9 +67,8 @@ def train_feature_denoising(dataset: str, profile=None, eps: float = 8, progress
                           f"datasets; {dataset!r} under this profile uses {config['model']!r}. Use a "
                           "2D MedMNIST dataset with the smoke or cpu profile.")
     config.update(name=f"featdenoise-{config['name']}", feature_denoising="nonlocal-after-pool")
-    splits = load_dataset(config["dataset"], config["size"])
-    train = splits["train"].subset(config["train_subset"], config["seed"])
-    val, test = (splits[s].subset(config["eval_subset"], config["seed"]) for s in ("val", "test"))
+    train, val = training_splits(config)
     return cached_run(config, lambda: add_feature_denoising(build_for(config, train.info)),
-                      lambda model, last: run_training(config, model, last, train, val, test,
-                                                       progress=progress))
+                      lambda model, last: run_training(config, model, last, train, val,
+                                                       progress=progress),
+                      report=lambda model: test_report(config, model))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from scipy.stats import beta, binomtest, norm
 from torch import nn
 
+from .. import validation
 from ..errors import ConfigError
 from ..metrics import COLLAPSE_SHARE, balanced_accuracy, prediction_shares
 from ..train import predict
@@ -47,13 +48,14 @@ class SmoothedClassifier(nn.Module):
     @torch.no_grad()
     def counts(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """(N, K) votes of the base classifier over ``n`` Gaussian copies of each image."""
+        validation.images(x)
         out = torch.zeros(len(x), self.num_classes, dtype=torch.long)
         per_chunk = max(1, self.batch_size // len(x))
         for done in range(0, n, per_chunk):
             m = min(per_chunk, n - done)
             noise = torch.randn((len(x), m, *x.shape[1:]), generator=self.generator)
             noisy = (x.cpu()[:, None] + self.sigma * noise).flatten(0, 1)
-            votes = predict(self.base, noisy, self.batch_size).argmax(1).view(len(x), m)
+            votes = predict(self.base, noisy, self.batch_size, unit_range=False).argmax(1).view(len(x), m)
             out += F.one_hot(votes, self.num_classes).sum(1)
         return out
 

@@ -34,9 +34,13 @@ lint: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# the Jupyter server setting that hides the notebooks' jupytext .py twins from JupyterLab's file
+# browser, made the venv's own server config (a conf.d file would only be read for extensions)
+JUPYTER_SETTING := jupyter-config/jupyter_server_config.json
+$(VENV)/.installed: pyproject.toml $(JUPYTER_SETTING)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	install -D -m 644 $(JUPYTER_SETTING) $(VENV)/etc/jupyter/jupyter_server_config.json
 	touch $@
 
 clean:

@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 00 · Data and undefended baselines
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | load MedMNIST 2D/3D and PH2 and read each dataset's class balance; see why plain accuracy misleads on imbalanced medical data (balanced accuracy, prediction shares, the collapse flag); train and cache an undefended (NAT) baseline and compare it with the MedMNIST v2 paper |
+# | **Prerequisites** | Python and PyTorch basics (tensors, a training loop); accuracy and AUC |
+# | **In class** | `smoke` for the tour of the data (its models are untrained; the committed cpu results are shown at the end); `cpu` as homework or before class, to train the baselines the later notebooks reuse |
+# | **Run time** | `smoke` 1.1 min · `cpu` 38.3 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # Companion to *Adversarial Attack and Defense for Medical Image Analysis* (Dong et al., ACM
 # Computing Surveys 2024). Before any attack or defense, this notebook sets the stage the survey's
 # benchmark stands on: the **medical image datasets** (MedMNIST 2D/3D classification, PH2 lesion

@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 01 · White-box attacks: FGSM → PGD → CW → DeepFool
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | attack a medical image classifier with FGSM, PGD, CW and DeepFool and watch its prediction flip; compare L∞ and L2 threat models (ε in /255 or pixels); read robust accuracy beside balanced accuracy and prediction shares; check an evaluation for gradient masking (accuracy must fall with ε) |
+# | **Prerequisites** | notebook 00 (datasets, metrics); PyTorch autograd (gradients with respect to the input) |
+# | **In class** | `cpu` profile: the pretrained models shipped with the package, no training |
+# | **Run time** | `smoke` 0.8 min · `cpu` 18.8 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # Reproduces the survey's taxonomy branch **attacks → white-box → gradient-based and
 # optimisation-based** (Dong et al., ACM CSUR 2024, Sec. 3). Every evaluation in this notebook is
 # **white-box**: the attacker knows the model and differentiates through it.
@@ -25,12 +32,13 @@ import pandas as pd
 import seaborn as sns
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
-from survey_lib import exercises
+from survey_lib import exercises, pretrained
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
-from survey_lib.evaluate import robust_metrics, sweep
-from survey_lib.train import load_dataset, select_device, train_baseline
+from survey_lib.evaluate import pick_examples, robust_metrics, sweep
+from survey_lib.train import load_dataset, select_device
 from survey_lib.widgets import Explorer
 
 # %% tags=["parameters"]
@@ -44,11 +52,48 @@ N_EVAL = profile.eval_subset or 512  # test images attacked per dataset
 print(f"profile: {profile.name} · device: {select_device()} · {N_EVAL} test images · {STEPS} steps")
 models, tests = {}, {}
 for flag in DATASETS:
-    models[flag], _ = train_baseline(flag, profile, progress=False)
+    models[flag], source = pretrained.baseline_model(flag, profile)
+    print(source)
     tests[flag] = load_dataset(flag)["test"].subset(N_EVAL, 0)
 
 # %% [markdown]
-# ## 1 · The four attacks on three datasets (white-box)
+# ## 1 · Try it: attack one image (white-box)
+# Pick a dataset, a test image, a model, an attack, ε and steps: the explorer re-runs the attack and
+# shows the original, the adversarial image, the difference amplified to the full grey range, and
+# the class probabilities before and after; its title names the image, the attack and the model.
+# It starts at ε = 8/255, where PGD flips most predictions of an undefended model: slide ε down to
+# find the smallest budget that still flips this one, then pick the PGD-AT model. In the `cpu`
+# profile the list starts with the models shipped with the package (undefended NAT and
+# adversarially trained PGD-AT, table below); every model in the `runs/` cache follows (notebook 05
+# adds defended ones). The explorer starts on a test image drawn (seed 0) by `pick_examples` among
+# those the first model classifies correctly with high confidence (the top half by p(true class)),
+# so the attack has something to change. Without a widget front end (CI, the rendered site) it
+# draws that first view as a static figure.
+
+# %%
+Explorer(DATASETS, eps=8, steps=10, profile=profile)
+
+# %% [markdown]
+# The shipped models, read from their manifest (`survey_lib/pretrained/manifest.json`, written by
+# `python -m survey_lib pretrained build`): clean and white-box PGD-20 test metrics on the whole
+# test split at ε = 2, 4 and 8/255; `flipped` is the share of the
+# correctly classified test images the attack makes wrong. (Empty in profiles other than the one
+# they were trained with.)
+
+# %%
+shipped = pretrained.entries(profile)
+if "pneumoniamnist/nat" in shipped and "pneumoniamnist/pgd_at" in shipped:
+    nat, at = (shipped[f"pneumoniamnist/{d}"]["test"] for d in ("nat", "pgd_at"))
+    display(Markdown(
+        f"For instance, the PneumoniaMNIST NAT model classifies {nat['clean']['acc']:.1%} of the "
+        f"{nat['n']} test images correctly; white-box PGD-20 makes {nat['pgd2']['flipped']:.0%} of "
+        f"those wrong at ε = 2/255, {nat['pgd4']['flipped']:.0%} at 4/255 and "
+        f"{nat['pgd8']['flipped']:.0%} at 8/255. The PGD-AT model (trained at 8/255) is right on "
+        f"{at['clean']['acc']:.1%} of them and PGD-20 at 8/255 flips only {at['pgd8']['flipped']:.0%}."))
+pretrained.table(profile).round(3)
+
+# %% [markdown]
+# ## 2 · The five attacks on three datasets (white-box)
 # (In the `smoke` profile the models are trained for seconds and usually answer one class only:
 # the numbers mean something in `cpu` and `paper`.)
 # L∞ attacks at ε = 8/255; the L2 attacks (CW-L2, DeepFool) at ε = 1.0 (pixels; a 28×28 image has
@@ -70,15 +115,25 @@ table = pd.DataFrame(rows)[["dataset", "attack", "acc", "bacc", "auc", "shares",
 table.round(3)
 
 # %% [markdown]
-# ## 2 · Perturbation gallery (white-box, PneumoniaMNIST)
-# Top: the attacked image; bottom: the difference to the clean image, amplified to the full grey
-# range (red brighter, blue darker). FGSM/PGD spread ±ε everywhere; CW-L2 and DeepFool concentrate a
-# small L2 budget on few pixels.
+# ## 3 · Perturbation gallery (white-box, PneumoniaMNIST)
+# One test image, drawn (seed 0) by `pick_examples` among those the model classifies correctly
+# with high confidence (the top half by p(true class); its index and p(true) are in the title).
+# Top: the image attacked by each of the five attacks, titled with the model's probability of the
+# true class; bottom: the perturbation δ, each rescaled to its own largest value (red brighter,
+# blue darker), with its L∞ and L2 size. The three L∞ attacks spend the whole budget, ±8/255, on
+# nearly every pixel; the L2 attacks (CW-L2, DeepFool) look for the smallest perturbation in L2 that
+# changes the prediction: a smaller L2 norm than the L∞ attacks' (compare the L2 values), which may
+# exceed 8/255 on single pixels. DeepFool steps just across the nearest linearised decision
+# boundary, so the true class keeps a probability near 0.5. (In `smoke` the model is nearly
+# constant: no attack moves it, and CW-L2, finding no adversarial example within its budget,
+# returns the clean image, δ = 0.)
 
 # %%
 flag = "pneumoniamnist"
 model, test = models[flag], tests[flag]
-x, y = test.x[:1], test.y[:1]
+pick = pick_examples(model, test)
+print(f"test image {pick.indices[0]}: {pick.rule}")
+x, y = test.x[pick.indices], test.y[pick.indices]
 adv = {label: make_attack(name, **kw)(model, x, y) for label, (name, kw) in ATTACKS.items()}
 with torch.no_grad():
     p_clean = torch.softmax(model(x), 1)[0, y[0]].item()
@@ -96,11 +151,12 @@ for i, (label, xa) in enumerate(adv.items(), start=1):
     axes[1, i].set_title(f"δ: L∞={d.abs().max() * 255:.1f}/255\nL2={d.norm():.2f}", fontsize=8)
 for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
-fig.suptitle("White-box attacks on one PneumoniaMNIST test image (top) and their perturbations (bottom)")
+fig.suptitle(f"White-box attacks on PneumoniaMNIST test image {pick.indices[0]} (top) and their "
+             "perturbations (bottom)")
 fig.tight_layout()
 
 # %% [markdown]
-# ## 3 · Confidence shift (white-box PGD at 8/255)
+# ## 4 · Confidence shift (white-box PGD at 8/255)
 # The model's probability of the true class on clean versus attacked images: PGD moves almost all
 # the mass from the right (confident and correct) to the left.
 
@@ -114,17 +170,6 @@ fig, ax = plt.subplots(figsize=(6, 3))
 sns.histplot(conf.melt(var_name="input", value_name="p"), x="p", hue="input", bins=20, ax=ax)
 ax.set(title="Confidence in the true class, PneumoniaMNIST", xlabel="p(true class)", ylabel="images")
 fig.tight_layout()
-
-# %% [markdown]
-# ## 4 · Interactive: attack one image (white-box)
-# Pick a dataset, a test image, a model (the undefended one, or a defended one once notebook 05 has
-# trained it: every model in the `runs/` cache is listed), an attack, ε and steps: the explorer
-# re-runs the attack and shows the original, the adversarial image, the difference amplified to the
-# full grey range, and the class probabilities before and after. Without a widget front end (CI, the
-# rendered site) it draws the first choice as a static figure.
-
-# %%
-Explorer(DATASETS, eps=4, steps=10)
 
 # %% [markdown]
 # ## 5 · Accuracy versus ε (white-box FGSM and PGD)

@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 02 · Black-box attacks: Square, SimBA and transfer
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | attack a model that only answers queries (Square, SimBA) and one that is never queried (transfer from a surrogate); read success against the query budget; use white-box PGD as the reference a black-box attack must not beat |
+# | **Prerequisites** | notebook 01 (PGD, ε units, robust accuracy) |
+# | **In class** | `cpu` (the target is the shipped pretrained model; the surrogate is trained once, then cached) |
+# | **Run time** | `smoke` 0.7 min · `cpu` 15.2 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # Reproduces the survey's taxonomy branch **attacks → black-box** (Dong et al., ACM CSUR 2024,
 # Sec. 3): **query-based** attacks that only read the model's output scores — Square (Andriushchenko
 # et al. 2020) and SimBA (Guo et al. 2019) — and a **transfer** attack that crafts PGD examples on a
@@ -21,7 +28,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from survey_lib import exercises
+from survey_lib import exercises, pretrained
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.evaluate import robust_metrics, sweep
@@ -36,7 +43,8 @@ FLAG, EPS = "pneumoniamnist", 8
 N_EVAL = min(profile.eval_subset or 256, 256)  # query-based attacks are slow on a CPU
 BUDGETS = [10, 50] if profile.name == "smoke" else [10, 50, 100, 300, 1000]  # queries per image
 print(f"profile: {profile.name} · device: {select_device()} · {N_EVAL} test images")
-model, _ = train_baseline(FLAG, profile, progress=False)
+model, source = pretrained.baseline_model(FLAG, profile)  # the shipped one in cpu
+print(source)
 surrogate, _ = train_baseline(FLAG, profile, seed=profile.seed + 1, progress=False)  # separately trained
 test = load_dataset(FLAG)["test"].subset(N_EVAL, 0)
 

@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 03 · Universal perturbations and adversarial patches
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | fit one perturbation (UAP) and one patch that fool a model on unseen images; read prediction shares to see a universal perturbation push everyone into one class |
+# | **Prerequisites** | notebook 01 (PGD, ε units) |
+# | **In class** | `cpu` (the model is the shipped pretrained one) |
+# | **Run time** | `smoke` 0.4 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # Reproduces the survey's taxonomy branch **attacks → universal / physical-style perturbations**
 # (Dong et al., ACM CSUR 2024, Sec. 3): one perturbation that fools a model on *many* images at
 # once. A universal adversarial perturbation (UAP; Moosavi-Dezfooli et al. 2017, fitted by stochastic
@@ -23,10 +30,11 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from survey_lib import pretrained
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
-from survey_lib.evaluate import robust_metrics
-from survey_lib.train import load_dataset, select_device, train_baseline
+from survey_lib.evaluate import pick_examples, robust_metrics
+from survey_lib.train import load_dataset, select_device
 
 # %% tags=["parameters"]
 PROFILE = None  # "smoke" | "cpu" | "paper"; None: $SURVEY_PROFILE, else cpu
@@ -37,7 +45,8 @@ FLAG = "pneumoniamnist"
 EPOCHS = {"smoke": 1, "cpu": 5, "paper": 10}[profile.name]  # passes over the fitting images
 N_FIT = profile.train_subset or 2000
 print(f"profile: {profile.name} · device: {select_device()}")
-model, _ = train_baseline(FLAG, profile, progress=False)
+model, source = pretrained.baseline_model(FLAG, profile)  # the shipped one in cpu
+print(source)
 splits = load_dataset(FLAG)
 fit_set = splits["train"].subset(N_FIT, 0)
 test = splits["test"].subset(profile.eval_subset, 0)
@@ -55,23 +64,30 @@ patches = {area: make_attack("patch", eps=area, steps=EPOCHS).fit(model, fit_set
 # ## 2 · What they look like
 # Left: the UAP at ε = 8/255 (rescaled to the full grey range; red brighter, blue darker) and a test
 # image with it added. Right: the 5% patch, and a test image with the patch pasted at a random place.
+# The test image is drawn (seed 0) by `pick_examples` among those the model classifies correctly
+# with high confidence (the top half by p(true class)); the titles give the model's prediction.
 
 # %%
-x = test.x[:1]
+pick = pick_examples(model, test)
+print(f"test image {pick.indices[0]}: {pick.rule}")
+x, y = test.x[pick.indices], test.y[pick.indices]
+names = test.info.class_names
 delta = uaps[8].delta[0, 0].cpu()
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+fig, axes = plt.subplots(1, 4, figsize=(10, 3.2), layout="constrained")  # room for 2-line titles
 axes[0].imshow(delta, cmap="seismic", vmin=-delta.abs().max(), vmax=delta.abs().max())
-axes[0].set_title("UAP δ (ε = 8/255)")
-axes[1].imshow(uaps[8](model, x, test.y[:1])[0, 0], cmap="gray", vmin=0, vmax=1)
-axes[1].set_title("test image + δ")
+axes[0].set_title("UAP δ (ε = 8/255)", fontsize=9)
+x_uap, x_patch = uaps[8](model, x, y), patches[0.05](model, x, y)
+with torch.no_grad():
+    pred = {k: names[int(model(v).argmax(1))] for k, v in (("clean", x), ("uap", x_uap), ("patch", x_patch))}
+axes[1].imshow(x_uap[0, 0], cmap="gray", vmin=0, vmax=1)
+axes[1].set_title(f"test image {pick.indices[0]} + δ\n→ {pred['uap']} (clean: {pred['clean']})", fontsize=9)
 axes[2].imshow(patches[0.05].patch[0].cpu(), cmap="gray", vmin=0, vmax=1)
-axes[2].set_title("patch (5% of the area)")
-axes[3].imshow(patches[0.05](model, x, test.y[:1])[0, 0], cmap="gray", vmin=0, vmax=1)
-axes[3].set_title("test image + patch")
+axes[2].set_title("patch (5% of the area)", fontsize=9)
+axes[3].imshow(x_patch[0, 0], cmap="gray", vmin=0, vmax=1)
+axes[3].set_title(f"test image + patch\n→ {pred['patch']}", fontsize=9)
 for ax in axes:
     ax.axis("off")
 fig.suptitle("A universal perturbation and an adversarial patch, fitted on PneumoniaMNIST training images")
-fig.tight_layout()
 
 # %% [markdown]
 # ## 3 · How much they hurt unseen test images

@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 04 · Attacks on segmentation and on 3D volumes
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | attack a lesion-segmentation U-Net through the cross-entropy or the Dice loss and measure Dice and IoU; run the same gradient attacks on 3D CT volumes |
+# | **Prerequisites** | notebook 01 (PGD); what a segmentation mask and the Dice score are |
+# | **In class** | `cpu` for the PH2 part (shipped U-Net in the explorer); the 3D models train for several minutes, so run the notebook once before class or use `smoke` |
+# | **Run time** | `smoke` 1.2 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # Reproduces the survey's taxonomy branch **attacks → by task and modality** (Dong et al., ACM CSUR
 # 2024, Sec. 3–4): beyond 2D classification, medical models segment lesions and classify volumes.
 #
@@ -26,10 +33,10 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from survey_lib import exercises
+from survey_lib import exercises, pretrained
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
-from survey_lib.evaluate import robust_metrics, sweep
+from survey_lib.evaluate import pick_examples, robust_metrics, sweep
 from survey_lib.train import load_dataset, select_device, train_baseline
 from survey_lib.widgets import Explorer
 
@@ -44,9 +51,10 @@ ATTACKS_3D = {"fgsm": {}, "pgd": {"steps": STEPS}}
 if profile.name != "smoke":
     ATTACKS_3D["apgd_ce"] = {"steps": 2 * STEPS}
 print(f"profile: {profile.name} · device: {select_device()} · {STEPS} PGD steps")
-unet, record = train_baseline("ph2", profile, progress=False)
+unet, source = pretrained.baseline_model("ph2", profile)  # the shipped U-Net in cpu
 ph2 = load_dataset("ph2")["test"].subset(profile.eval_subset, 0)
-print(f"PH2 U-Net, clean test Dice {record['test']['dice']:.3f} (IoU {record['test']['iou']:.3f})")
+clean = robust_metrics(unet, ph2, batch_size=16)
+print(f"{source}; clean test Dice {clean['dice']:.3f} (IoU {clean['iou']:.3f}, n = {clean['n']})")
 
 # %% [markdown]
 # ## 1 · Dice versus ε: cross-entropy loss or Dice loss? (white-box)
@@ -57,7 +65,6 @@ print(f"PH2 U-Net, clean test Dice {record['test']['dice']:.3f} (IoU {record['te
 eps_grid = [8] if profile.name == "smoke" else [1, 2, 4, 8, 16]
 seg = pd.concat([sweep(unet, ph2, name, "eps", eps_grid, steps=STEPS, batch_size=16)
                  for name in ("seg_pgd_ce", "seg_pgd_dice")])
-clean = robust_metrics(unet, ph2, batch_size=16)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 sns.lineplot(seg, x="eps", y="dice", hue="attack", marker="o", ax=ax)
 ax.axhline(clean["dice"], color="gray", ls="--", label="clean")
@@ -69,17 +76,22 @@ seg[["attack", "eps", "dice", "iou", "seconds"]].round(3)
 # %% [markdown]
 # ## 2 · Masks before and after (white-box PGD on the Dice loss, ε = 8/255)
 # Columns: image, ground truth, prediction on the clean image, attacked image, prediction on it.
+# The three test images are drawn (seed 0) by `pick_examples` among those the U-Net segments best
+# (the top half by per-image Dice), so there is a good mask for the attack to destroy.
 
 # %%
-x, masks = ph2.x[:3], ph2.y[:3]
+pick = pick_examples(unet, ph2, n=3)
+print(f"test images {pick.indices} (clean Dice {pick.scores}): {pick.rule}")
+x, masks = ph2.x[pick.indices], ph2.y[pick.indices]
 x_adv = make_attack("seg_pgd_dice", eps=8, steps=STEPS)(unet, x, masks)
 with torch.no_grad():
     pred, pred_adv = unet(x).argmax(1), unet(x_adv).argmax(1)
 fig, axes = plt.subplots(len(x), 5, figsize=(11, 2.3 * len(x)), squeeze=False)
 for i in range(len(x)):
     panels = (x[i].permute(1, 2, 0), masks[i], pred[i], x_adv[i].permute(1, 2, 0), pred_adv[i])
-    for ax, img, title in zip(axes[i], panels, ("image", "true mask", "clean prediction",
-                                                "attacked (8/255)", "attacked prediction")):
+    for ax, img, title in zip(axes[i], panels, (f"test image {pick.indices[i]}", "true mask",
+                                                "clean prediction", "attacked (8/255)",
+                                                "attacked prediction")):
         ax.imshow(img, cmap=None if img.ndim == 3 else "gray")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
@@ -92,7 +104,7 @@ fig.tight_layout()
 # true, clean and attacked masks (a static figure without a widget front end).
 
 # %%
-Explorer(["ph2"], attack="seg_pgd_dice", eps=8, steps=STEPS)
+Explorer(["ph2"], attack="seg_pgd_dice", eps=8, steps=STEPS, profile=profile)
 
 # %% [markdown]
 # ## 3 · 3D volumes: the same gradient attacks, unchanged (white-box)
@@ -113,12 +125,18 @@ pd.DataFrame(rows)[["dataset", "attack", "acc", "bacc", "auc", "shares", "second
 # %% [markdown]
 # ## 4 · Slice views of an attacked volume (white-box PGD, ε = 8/255)
 # Three axial slices of one AdrenalMNIST3D test volume: clean, attacked, and the perturbation
-# (rescaled; red brighter, blue darker). The perturbation is spread through the whole volume.
+# (rescaled; red brighter, blue darker). The perturbation is spread through the whole volume. The
+# volume is drawn (seed 0) by `pick_examples` among those the 3D CNN classifies correctly with high
+# confidence (the top half by p(true class)); the title gives p(true class) before and after.
 
 # %%
 model3d, test3d = volumes["adrenalmnist3d"]
-v, yv = test3d.x[:1], test3d.y[:1]
+pick = pick_examples(model3d, test3d)
+print(f"test volume {pick.indices[0]}: {pick.rule}")
+v, yv = test3d.x[pick.indices], test3d.y[pick.indices]
 v_adv = make_attack("pgd", eps=8, steps=STEPS)(model3d, v, yv)
+with torch.no_grad():
+    p_true = [torch.softmax(model3d(t), 1)[0, yv[0]].item() for t in (v, v_adv)]
 depth = v.shape[2]
 fig, axes = plt.subplots(3, 3, figsize=(7, 7))
 for j, z in enumerate((depth // 4, depth // 2, 3 * depth // 4)):
@@ -131,7 +149,8 @@ for ax, label in zip(axes[:, 0], ("clean", "PGD 8/255", "δ")):
     ax.set_ylabel(label)
 for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
-fig.suptitle("AdrenalMNIST3D: one volume before and after PGD (axial slices)")
+fig.suptitle(f"AdrenalMNIST3D test volume {pick.indices[0]} before and after PGD (axial slices): "
+             f"p(true class) {p_true[0]:.2f} → {p_true[1]:.2f}")
 fig.tight_layout()
 
 # %% [markdown]

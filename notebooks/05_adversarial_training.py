@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 05 · Adversarial training
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | train PGD-AT, TRADES, MART, HAT and fast AT from one recipe; read the robustness–accuracy trade-off and the training cost; recognise a collapsed 'robust' model on imbalanced data and the remedies; check for catastrophic overfitting |
+# | **Prerequisites** | notebook 01 (PGD, robust accuracy); a training loop |
+# | **In class** | `smoke` in class (the cpu grid trains about twenty models: run it beforehand); the explorer lists the shipped PGD-AT models in `cpu`, and section 7 shows the committed cpu results in every profile |
+# | **Run time** | `smoke` 0.9 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # Companion to *Adversarial Attack and Defense for Medical Image Analysis* (Dong et al., ACM
 # Computing Surveys 2024). This notebook reproduces the survey's **defenses → adversarial training**
 # branch, the family its benchmark finds most reliable: the model is trained on adversarial
@@ -38,7 +45,6 @@ import pandas as pd
 import seaborn as sns
 import torch
 import torch.nn.functional as F
-from IPython.display import Markdown, display
 
 from survey_lib import exercises
 from survey_lib.attacks import PGD
@@ -46,6 +52,7 @@ from survey_lib.config import get_profile
 from survey_lib.data import class_separation
 from survey_lib.defenses import make_defense
 from survey_lib.defenses.adversarial_training import grid, nat_reference, summary
+from survey_lib.evaluate import pick_examples
 from survey_lib.paths import committed
 from survey_lib.train import load_dataset, predict, select_device
 from survey_lib.widgets import Explorer
@@ -139,6 +146,7 @@ cost["ratio_to_pgd_at"] = cost.s_per_epoch / cost.setting.map(pgd_at)
 fig, ax = plt.subplots(figsize=(6, 3))
 sns.barplot(cost, x="method", y="s_per_epoch", hue="setting", ax=ax)
 ax.set(title="Training cost of adversarial training", xlabel="", ylabel="seconds per epoch (CPU)")
+ax.legend(title="setting", fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")  # beside the bars
 fig.tight_layout()
 cost[["setting", "method", "s_per_epoch", "ratio_to_pgd_at"]].round(2)
 
@@ -206,7 +214,8 @@ fig, ax = plt.subplots(figsize=(8, 3.4))
 sns.barplot(long, x="run", y="value", hue="metric", ax=ax)
 ax.axhline(0.5, color="grey", ls="--", lw=1)
 ax.set(title="BreastMNIST under PGD-20: accuracy vs balanced accuracy", xlabel="",
-       ylabel="score on attacked test images")
+       ylabel="score on attacked test images", ylim=(0, 1))
+ax.legend(title="metric", fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")  # beside the bars
 ax.tick_params(axis="x", rotation=60, labelsize=7)
 fig.tight_layout()
 
@@ -225,7 +234,9 @@ show("adrenalmnist3d")
 # ## 6 · PH2 lesion segmentation: PGD-AT for a U-Net
 # The outer loss is the segmentation loss (Dice + per-pixel CE), the inner PGD ascends the
 # per-pixel CE. We report the mean Dice of the lesion on clean and attacked (white-box PGD-20,
-# 8/255) test images, and draw one test image with both models' predictions under attack.
+# 8/255) test images, and draw one test image with both models' predictions under attack: drawn
+# (seed 0) by `pick_examples` among those the NAT U-Net segments best (the top half by per-image
+# Dice), so there is a good mask for the attack to destroy.
 
 # %%
 show("ph2")
@@ -233,14 +244,16 @@ show("ph2")
 # %%
 if any(k[0] == "ph2" for k in records):
     test = load_dataset("ph2")["test"]
-    x, y = test.x[:1], test.y[:1]
     attack = PGD(eps=8, steps=20)
     nat_model = nat_reference("ph2", profile, 8, progress=False)[0]
+    pick = pick_examples(nat_model, test)
+    print(f"test image {pick.indices[0]}: {pick.rule}")
+    x, y = test.x[pick.indices], test.y[pick.indices]
     at_model = make_defense("pgd_at", eps=8).train("ph2", profile, progress=False)[0]
     fig, axes = plt.subplots(1, 4, figsize=(11, 3))
     axes[0].imshow(x[0].permute(1, 2, 0))
     axes[0].contour(y[0], levels=[0.5], colors="yellow")
-    axes[0].set_title("test image, expert outline")
+    axes[0].set_title(f"test image {pick.indices[0]}, expert outline")
     for ax, (name, model) in zip(axes[1:], [("NAT", nat_model), ("PGD-AT", at_model)]):
         ax.imshow(predict(model, attack(model, x, y)).argmax(1)[0], cmap="gray")
         ax.set_title(f"{name} under PGD-20 (8/255)")
@@ -257,21 +270,27 @@ else:
 # An undefended U-Net's mask dissolves under an imperceptible 8/255 perturbation; the adversarially
 # trained one keeps most of the lesion, at some cost in clean Dice.
 #
-# **Explore the defended models:** every model trained above is in the `runs/` cache; pick NAT or
-# a defended one, an image, an attack, ε and steps, and compare how far the class probabilities move
-# (a static figure without a widget front end).
+# **Explore the defended models:** every model trained above is in the `runs/` cache and, in the
+# `cpu` profile, the NAT and PGD-AT models shipped with the package come first; pick NAT or a
+# defended one, an image, an attack, ε and steps, and compare how far the class probabilities move
+# (a static figure without a widget front end). The explorer starts on a test image drawn (seed 0)
+# by `pick_examples` among those the first model classifies correctly with high confidence.
 
 # %%
-Explorer(["breastmnist", "pneumoniamnist"], eps=8, steps=10)
+Explorer(["breastmnist", "pneumoniamnist"], eps=8, steps=10, profile=profile)
 
 # %% [markdown]
 # ## 7 · The committed cpu-profile results
-# Measured with `benchmarks/defenses_at_cpu/defenses_at_cpu.py` (command, wall times and machine in
-# the file), so a
-# `smoke` run of this notebook still shows the real numbers.
+# What `benchmarks/defenses_at_cpu/defenses_at_cpu.py` measured with the `cpu` profile, so a `smoke`
+# run of this notebook still shows real numbers: per model, clean and white-box PGD-20 test metrics
+# at the training ε (`pgd_*`), the collapse flags and the epochs trained. How the run was made
+# (command, machine, wall times) is in `benchmarks/defenses_at_cpu/defenses_at_cpu.md`.
 
 # %%
-display(Markdown(committed("defenses_at_cpu/defenses_at_cpu.md").read_text()))
+committed_at = pd.read_csv(committed("defenses_at_cpu/defenses_at_cpu.csv"))
+committed_at[["dataset", "method", "eps", "balanced", "warmup", "epochs", "clean_acc", "clean_bacc",
+              "clean_auc", "clean_dice", "pgd_acc", "pgd_bacc", "pgd_dice", "clean_collapsed",
+              "pgd_collapsed"]].round(3)
 
 # %% [markdown]
 # ## 8 · Exercises: a PGD-AT step, the TRADES and MART outer losses

@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 06 · Pre-processing defenses (input purification)
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | wrap a classifier in JPEG, bit-depth, median, autoencoder and random-resize purifiers; evaluate them naively (transfer) and adaptively (BPDA, EOT) and see the robustness vanish |
+# | **Prerequisites** | notebook 01 (PGD); notebook 02 (transfer attacks) helps |
+# | **In class** | `cpu` if the BreastMNIST baseline is cached (notebook 00), else `smoke` |
+# | **Run time** | `smoke` 0.6 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # Companion to *Adversarial Attack and Defense for Medical Image Analysis* (Dong et al., ACM
 # Computing Surveys 2024). This notebook reproduces the survey's **defenses → pre-processing**
 # branch: before the classifier sees an image, a *purifier* tries to wash the adversarial noise out.
@@ -38,6 +45,7 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+import torch
 from IPython.display import Markdown, display
 
 from survey_lib import exercises
@@ -45,6 +53,7 @@ from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
 from survey_lib.defenses import make_defense
 from survey_lib.defenses.purification import evaluate_purifiers, train_denoiser
+from survey_lib.evaluate import pick_examples
 from survey_lib.paths import committed
 from survey_lib.train import load_dataset, select_device, train_baseline
 
@@ -77,20 +86,26 @@ print(f"NAT test: acc {record['test']['acc']:.3f}, bACC {record['test']['bacc']:
 # %% [markdown]
 # What each purifier does to a test image (top: the image; bottom: the purified image minus the
 # image, amplified). JPEG and the median filter remove fine texture, bit-depth reduction adds
-# banding, the autoencoder blurs slightly.
+# banding, the autoencoder blurs slightly. The test image is drawn (seed 0) by `pick_examples`
+# among those the NAT model classifies correctly with high confidence (the top half by p(true
+# class)); each title gives the prediction on the purified image.
 
 # %%
-x = test.x[:1]
+pick = pick_examples(model, test)
+print(f"test image {pick.indices[0]}: {pick.rule}")
+x = test.x[pick.indices]
 fig, axes = plt.subplots(2, len(purifiers) + 1, figsize=(2 * len(purifiers) + 2, 4.4))
 views = {"original": x, **{name: p.purify(x).detach() for name, p in purifiers.items()}}
 for i, (name, image) in enumerate(views.items()):
     axes[0, i].imshow(image[0, 0], cmap="gray", vmin=0, vmax=1)
     axes[1, i].imshow((image - x)[0, 0], cmap="RdBu", vmin=-0.2, vmax=0.2)
-    axes[0, i].set_title(name)
+    with torch.no_grad():
+        pred = test.info.class_names[int(model(image).argmax(1))]
+    axes[0, i].set_title(f"{name}\n→ {pred}", fontsize=9)
 for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
 axes[1, 0].set_ylabel("purified − original\n(−0.2 … 0.2)")
-fig.suptitle("Purifiers on a BreastMNIST test image (28 px)")
+fig.suptitle(f"Purifiers on BreastMNIST test image {pick.indices[0]} (28 px)")
 fig.tight_layout()
 
 # %% [markdown]

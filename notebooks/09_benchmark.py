@@ -9,6 +9,13 @@
 # %% [markdown]
 # # 09 · The survey's benchmark, regenerated
 #
+# | | |
+# |:--|:--|
+# | **Objectives** | run (or resume) the survey's benchmark grid; read robust accuracy beside robust balanced accuracy; check which of the survey's findings reproduce on our data |
+# | **Prerequisites** | notebooks 01 and 05 |
+# | **In class** | `smoke` in class (seconds); the committed cpu grid is shown in every profile, `make main` regenerates it (it prints its cost estimate before it starts) |
+# | **Run time** | `smoke` 0.5 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+#
 # The survey (Dong et al. 2024, Sec. 6) compares undefended training (NAT) with PGD-AT, TRADES,
 # MART, HAT and fast AT under FGSM, PGD, CW, AutoAttack and Square at ε ∈ {1, 2, 4, 8}/255. This
 # notebook runs that grid for the chosen profile (or loads it: finished cells are never recomputed)

@@ -222,6 +222,19 @@ def _exercises(args) -> int:
     return 0
 
 
+def _pretrained(args) -> None:
+    from . import pretrained
+
+    if args.action == "build":
+        from .pretrained.build import build
+
+        built = build(force=args.force)
+        print(f"built {', '.join(built) or 'nothing (all present; --force retrains)'}; "
+              f"manifest: {pretrained.MANIFEST}")
+    shipped = pretrained.table()
+    print(shipped.to_string(index=False) if len(shipped) else "no pretrained models shipped")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m survey_lib",
@@ -331,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "FILE is not an exercise notebook)")
     g.add_argument("file", help="the student's notebook (.ipynb, or a jupytext .py)")
     p.set_defaults(func=_exercises)
+
+    p = sub.add_parser("pretrained", help="the small pretrained checkpoints shipped with the package "
+                       "(NAT and PGD-AT SmallCNNs, the PH2 U-Net; cpu profile): list them, or "
+                       "train and export them again")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the shipped models and their test metrics (from the manifest)")
+    b = actions.add_parser("build", help="train (cpu profile, through the runs/ cache) the models "
+                           "missing from the manifest, export them in float16, evaluate them on "
+                           "the test splits and write the manifest")
+    b.add_argument("--force", action="store_true", help="retrain and re-evaluate every model")
+    p.set_defaults(func=_pretrained)
     return parser
 
 

@@ -4,6 +4,8 @@ per-class prediction shares, the collapse flag and AUC beside plain accuracy.
 - :func:`robust_metrics`: clean or attacked metrics of one model on one split (also Dice/IoU for
   segmentation, mean queries per image for query-based attacks, per-stage counts for the cascade);
 - :func:`cascade_metrics`: the standard AutoAttack (or AA-lite, given budgets) at one ε;
+- :func:`pick_examples`: the images a single-example demo shows: drawn (seeded) among those the
+  model gets right with high confidence, so an attack has something to change;
 - :func:`sanity_checks`: the usual signs of gradient masking (Carlini et al. 2019, "On evaluating
   adversarial robustness"; Athalye et al., ICML 2018), each a pass/fail line with its numbers.
 """
@@ -11,13 +13,15 @@ per-class prediction shares, the collapse flag and AUC beside plain accuracy.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from . import validation
 from .data import Split
-from .metrics import classification_metrics, dice_iou
+from .errors import ConfigError, DataError
+from .metrics import classification_metrics, dice_iou, predictions
 from .train import evaluation_autocast, predict, select_device, to_device
 
 
@@ -97,6 +101,54 @@ def cascade_metrics(model: nn.Module, split: Split, eps: float = 8, steps: int |
                    if v is not None}
         attack = AALite(eps=eps, seed=seed, **budgets)
     return robust_metrics(model, split, attack, batch_size)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Images chosen for a demo: ``indices`` into the split, their ``scores`` (p(true class), or
+    Dice for segmentation) and ``rule``, a sentence for the caption saying how they were chosen."""
+
+    indices: list[int]
+    scores: list[float]
+    rule: str
+
+
+def pick_examples(model: nn.Module, split: Split, n: int = 1, seed: int = 0, top: float = 0.5,
+                  batch_size: int = 256) -> Pick:
+    """``n`` images for a single-example demo, drawn with ``seed`` among the correctly classified
+    images of ``split`` whose probability of the true class is in the ``top`` fraction (of the
+    correct ones); for segmentation, among the ``top`` fraction by per-image Dice.
+    A demo on an image the model already gets wrong shows nothing: every attack "succeeds" with a
+    zero perturbation. Raises :class:`~survey_lib.errors.DataError` when fewer than ``n`` qualify."""
+    task = split.info.task
+    if task.startswith("multi-label"):
+        raise ConfigError(f"pick_examples needs a single-label or segmentation task; {split.info.flag} "
+                          f"is {task}. Pick the images by hand (indices into the split).")
+    if not 0 < top <= 1:
+        raise ConfigError(f"top is a fraction in (0, 1]; got {top}.")
+    logits = predict(model, split.x, batch_size)
+    if task == "segmentation":
+        pred, mask = logits.argmax(1).flatten(1).float(), split.y.flatten(1).float()
+        score = (2 * (pred * mask).sum(1) + 1) / (pred.sum(1) + mask.sum(1) + 1)
+        ok = torch.ones_like(score, dtype=torch.bool)
+        what = f"the model segments best (the top {top:.0%} by per-image Dice)"
+    else:
+        y = split.y.view(-1)
+        score = torch.softmax(logits, 1).gather(1, y.view(-1, 1))[:, 0]
+        ok = torch.as_tensor(predictions(logits, task)) == y
+        what = (f"the model classifies correctly with the highest confidence (the top {top:.0%} of "
+                "the correct ones by p(true class))")
+    candidates = torch.nonzero(ok).view(-1)
+    candidates = candidates[score[candidates].argsort(descending=True)]
+    candidates = candidates[:max(n, round(top * len(candidates)))]
+    if len(candidates) < n:
+        raise DataError(f"Only {len(candidates)} of the {len(split)} {split.info.flag} images qualify "
+                        f"for a demo (images {what}), fewer than the {n} asked for: the model "
+                        "gets too few right. Use a trained model (see notebook 00) or a larger split.")
+    gen = torch.Generator().manual_seed(seed)
+    chosen = candidates[torch.randperm(len(candidates), generator=gen)[:n]].sort().values.tolist()
+    rule = f"drawn (seed {seed}) among the {len(candidates)} of {len(split)} {split.info.flag} images {what}"
+    return Pick(chosen, [round(float(score[i]), 4) for i in chosen], rule)
 
 
 def sanity_checks(model: nn.Module, split: Split, eps_grid=(1, 2, 4, 8), steps_grid=(1, 5, 20),

@@ -1,7 +1,9 @@
-"""Interactive explorers for the notebooks (ipywidgets): pick a dataset, an image, a model (the
+"""Interactive explorers for the notebooks (ipywidgets): pick a dataset, an image, a model (one
+shipped with the package, :mod:`survey_lib.pretrained`, in the profile it was trained with; the
 undefended one or a defended one from the ``runs/`` cache), an attack, ε and steps; see the
 original, the adversarial image, the amplified difference and the class probabilities before and
-after (for segmentation: the true, clean and attacked masks).
+after (for segmentation: the true, clean and attacked masks). The title names the image, the
+attack and the model.
 
 Without a widget front end (CI, papermill, the rendered site: ``$CI`` or ``$SURVEY_STATIC_WIDGETS``
 set, or no IPython kernel) :class:`Explorer` draws the same view once as a static figure.
@@ -9,16 +11,20 @@ set, or no IPython kernel) :class:`Explorer` draws the same view once as a stati
 
 from __future__ import annotations
 
+import functools
+import html
 import json
 import os
 from pathlib import Path
 
 import torch
 
-from . import validation
+from . import pretrained, validation
 from .attacks import make_attack
+from .config import get_profile
 from .data import Split
 from .errors import ConfigError, DataError
+from .evaluate import pick_examples
 from .figures import _show
 from .train import build_for, load_dataset, runs_root
 
@@ -67,9 +73,17 @@ def load_cached(folder: str | Path, info) -> torch.nn.Module:
     return model.eval()
 
 
+def view_title(flag: str, index: int, attack: str, eps: float, steps: int, label: str = "") -> str:
+    """What a view shows: the image, the attack and its budget, the model."""
+    budget = f"{attack}, ε = {eps:g}/255" + ("" if attack == "fgsm" else f", {steps} steps")
+    return f"{flag} test image {index} · {budget}" + (f" · model: {label}" if label else "")
+
+
 def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, eps: float,
-                steps: int):
-    """Attack test image ``index`` and draw what changed; returns the matplotlib figure."""
+                steps: int, label: str = "", suptitle: bool = True):
+    """Attack test image ``index`` of ``model`` and draw what changed, titled by
+    :func:`view_title` (``label`` names the model; no title with ``suptitle=False``); returns the
+    matplotlib figure."""
     import matplotlib.pyplot as plt
 
     if not 0 <= index < len(split):
@@ -81,7 +95,6 @@ def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, e
     with torch.no_grad():
         logits, logits_adv = model(x).float(), model(x_adv).float()
     diff = ((x_adv - x) * 255 / max(eps, 1e-6) / 2 + 0.5).clamp(0, 1)  # ±ε → [0, 1]
-    title = f"{attack}, ε = {eps:g}/255" + ("" if attack == "fgsm" else f", {steps} steps")
     if split.info.task == "segmentation":
         fig, axes = plt.subplots(1, 6, figsize=(13, 2.6))
         for ax, img, t in zip(axes, (x, x_adv, diff), ("clean", "adversarial", "δ (amplified)")):
@@ -106,52 +119,69 @@ def attack_view(model: torch.nn.Module, split: Split, index: int, attack: str, e
                     title=f"true class: {names[int(y.view(-1)[0])]}")
         axes[3].set_yticklabels(names, fontsize=7)
         axes[3].legend(fontsize=7)
-    fig.suptitle(f"{split.info.flag} test image {index} · {title}", fontsize=10)
+    if suptitle:
+        fig.suptitle(view_title(split.info.flag, index, attack, eps, steps, label), fontsize=10)
     fig.tight_layout()
     return fig
 
 
 class Explorer:
-    """An attack explorer over ``datasets`` and their cached models (or the given ``models``
-    ``{label: model}`` and test ``split``). Shown in a notebook (last expression of a cell) it is
-    the widget with a front end, else the static figure of the initial choice (``interactive``
-    None: decided by :func:`widget_frontend`). ``controls`` maps names to the widgets; ``figure``
-    is the last view drawn."""
+    """An attack explorer over ``datasets`` and their models: the ones shipped with the package for
+    ``profile`` (:mod:`survey_lib.pretrained`; ``None``: ``$SURVEY_PROFILE``, else cpu), then those
+    in the ``runs/`` cache (or only the given ``models`` ``{label: model}`` and test ``split``).
+    It starts on image ``index``, by default one drawn by :func:`~survey_lib.evaluate.pick_examples`
+    (``pick``) for the first model. Shown in a notebook (last expression of a cell) it is the
+    widget with a front end, else the static figure of the initial choice (``interactive`` None:
+    decided by :func:`widget_frontend`). ``controls`` maps names to the widgets; ``title`` is the
+    title of the last view (:func:`view_title`; the widget shows it as text above the figure,
+    ``caption``, the static figure as its title) and ``figure`` the last view drawn."""
 
     def __init__(self, datasets=("breastmnist", "pneumoniamnist"), models: dict | None = None,
                  split: Split | None = None, attack: str | None = None, eps: float = 4,
-                 steps: int = 10, index: int = 0, interactive: bool | None = None):
+                 steps: int = 10, index: int | None = None, interactive: bool | None = None,
+                 profile=None):
         eps = validation.linf_eps(eps, "Explorer")
         if split is not None:
             validation.split(split)
         self.datasets, self.models, self.split = [d.lower() for d in datasets], models, split
+        self.profile = get_profile(profile)
         self._tests: dict[str, Split] = {}
         name = self.datasets[0]
         attack = attack or self.attacks_for(name)[-1 if self.segmentation(name) else 1]
         choices = self.model_choices(name)
         if not choices:
             raise DataError(
-                f"No trained model for {name} under {runs_root()}: run notebook 00 (or `python -m "
-                f"survey_lib train --dataset {name}`) first, or pass models={{label: model}}.")
-        self.figure, self.widget, self.controls = None, None, {}
+                f"No trained model for {name} under {runs_root()}, and none shipped for the "
+                f"{self.profile.name} profile: run notebook 00 (or `python -m survey_lib train "
+                f"--dataset {name}`) first, or pass models={{label: model}}.")
+        self.pick = None
+        if index is None:
+            self.pick = pick_examples(self.load(name, next(iter(choices))), self.test_split(name))
+            index = self.pick.indices[0]
+        self.figure, self.widget, self.controls, self.caption, self.title = None, None, {}, None, ""
         if not (widget_frontend() if interactive is None else interactive):
             self.draw(name, next(iter(choices)), index, attack, eps, steps)
             return
         import ipywidgets as w
 
+        self.caption = w.HTML()
         c = self.controls = {
             "dataset": w.Dropdown(options=self.datasets, value=name, description="dataset"),
             "model": w.Dropdown(options=list(choices), description="model"),
             "attack": w.Dropdown(options=self.attacks_for(name), value=attack, description="attack"),
-            "index": w.IntSlider(index, 0, len(self.test_split(name)) - 1, description="image"),
-            "eps": w.FloatSlider(value=eps, min=0.5, max=32, step=0.5, description="ε (/255)"),
-            "steps": w.IntSlider(steps, 1, 100, description="steps")}
+            # sliders redraw when released (continuous_update=False): one attack per move, not one
+            # per pixel dragged
+            "index": w.IntSlider(index, 0, len(self.test_split(name)) - 1, description="image",
+                                 continuous_update=False),
+            "eps": w.FloatSlider(value=eps, min=0.5, max=32, step=0.5, description="ε (/255)",
+                                 continuous_update=False),
+            "steps": w.IntSlider(steps, 1, 100, description="steps", continuous_update=False)}
         self.out = w.Output()
         c["dataset"].observe(self._on_dataset, "value")
         for key in ("model", "attack", "index", "eps", "steps"):
             c[key].observe(self.redraw, "value")
         self.widget = w.VBox([w.HBox([c["dataset"], c["model"], c["attack"]]),
-                              w.HBox([c["index"], c["eps"], c["steps"]]), self.out])
+                              w.HBox([c["index"], c["eps"], c["steps"]]), self.caption, self.out])
         self.redraw()
 
     def test_split(self, name: str) -> Split:
@@ -168,16 +198,31 @@ class Explorer:
         return SEGMENTATION_ATTACKS if self.segmentation(name) else CLASSIFICATION_ATTACKS
 
     def model_choices(self, name: str) -> dict:
-        return dict(self.models) if self.models is not None else cached_models(name)
+        """``{label: model, run folder or loader of a shipped model}``, shipped models first."""
+        if self.models is not None:
+            return dict(self.models)
+        shipped = {pretrained.label(e): functools.partial(pretrained.load, e["dataset"], e["defense"])
+                   for e in pretrained.entries(self.profile).values() if e["dataset"] == name.lower()}
+        return {**shipped, **cached_models(name)}
+
+    def load(self, name: str, label: str) -> torch.nn.Module:
+        """The model listed as ``label`` for dataset ``name``."""
+        chosen = self.model_choices(name)[label]
+        if isinstance(chosen, torch.nn.Module):
+            return chosen
+        if isinstance(chosen, Path):
+            return load_cached(chosen, self.test_split(name).info)
+        return chosen()[0]  # a shipped model: pretrained.load returns (model, manifest entry)
 
     def draw(self, name, label, index, attack, eps, steps):
         import matplotlib.pyplot as plt
 
-        chosen = self.model_choices(name)[label]
-        model = chosen if isinstance(chosen, torch.nn.Module) else load_cached(
-            chosen, self.test_split(name).info)
-        self.figure = attack_view(model, self.test_split(name), index, attack, eps, steps)
+        self.title = view_title(name, index, attack, eps, steps, label)
+        self.figure = attack_view(self.load(name, label), self.test_split(name), index, attack, eps,
+                                  steps, label, suptitle=self.caption is None)
         plt.close(self.figure)  # shown by display(), not again by the inline backend
+        if self.caption is not None:
+            self.caption.value = f"<b>{html.escape(self.title)}</b>"
         return self.figure
 
     def redraw(self, *_):

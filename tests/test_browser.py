@@ -1,6 +1,9 @@
 """Real-browser checks in headless Chromium (Debian's ``chromium`` package driven by Playwright;
 never a downloaded browser): notebook 00 runs top to bottom through the JupyterLab UI without an
-error, and every link of the rendered site resolves. Screenshots go to ``results/browser/``."""
+error; in notebook 01 (cpu profile, the shipped pretrained models) moving the explorer's ε slider
+redraws the attacked image with that ε in its title; JupyterLab's file browser lists each notebook
+once (the jupytext .py twin is hidden by the project's server setting); every link of the rendered
+site resolves. Screenshots go to ``results/browser/``."""
 
 import json
 import os
@@ -21,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "results" / "browser"
 NOTEBOOK = "00_data_and_baselines.ipynb"
+EXPLORER_NOTEBOOK = "01_whitebox_attacks.ipynb"
 TIMEOUT_S = 300  # generous: the 2-core CI machine may be shared
 # JupyterLab user settings: start the notebook's kernel without asking, attach every cell to the
 # page (so the screenshot shows them all), no news pop-up.
@@ -64,31 +68,39 @@ def _free_port() -> int:
 
 @pytest.fixture
 def jupyterlab(data_env, tmp_path):
-    """A JupyterLab server on 127.0.0.1 (random free port, random token) serving a copy of
-    notebook 00 (``../benchmarks`` linked beside it, as in the repository), smoke profile; it and its
-    kernels are stopped at teardown, whatever the test's outcome."""
-    root = tmp_path / "lab"
-    (root / "notebooks").mkdir(parents=True)
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / "notebooks")
-    (root / "benchmarks").symlink_to(ROOT / "benchmarks")
-    for plugin, values in SETTINGS.items():
-        path = tmp_path / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "SURVEY_PROFILE": "smoke", "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
-    env.pop("MPLBACKEND", None)
-    log_path = tmp_path / "jupyterlab.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-             f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-             f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    """``start(notebook, profile="smoke")``: a JupyterLab server on 127.0.0.1 (random free port,
+    random token) serving a copy of the notebook and its jupytext .py twin (``../benchmarks``
+    linked beside them, as in the repository), with widgets rendered (``$CI`` unset for it) and an
+    empty runs cache (``tmp_path / "runs"``); returns ``(base URL, token, path of the copy)``.
+    The server and its kernels are stopped at teardown, whatever the test's outcome."""
+    servers = []
+
+    def start(notebook: str, profile: str = "smoke"):
+        root = tmp_path / "lab"
+        (root / "notebooks").mkdir(parents=True)
+        for twin in (notebook, notebook.replace(".ipynb", ".py")):
+            shutil.copy(ROOT / "notebooks" / twin, root / "notebooks")
+        (root / "benchmarks").symlink_to(ROOT / "benchmarks")
+        for plugin, values in SETTINGS.items():
+            path = tmp_path / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
+        port, token = _free_port(), secrets.token_hex(16)
+        env = {**os.environ, "SURVEY_PROFILE": profile, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+               "SURVEY_RUNS_DIR": str(tmp_path / "runs")}
+        for name in ("MPLBACKEND", "CI", "SURVEY_STATIC_WIDGETS"):  # live widgets, inline figures
+            env.pop(name, None)
+        log_path = tmp_path / "jupyterlab.log"
+        with log_path.open("w") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+                 "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                 f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+                 f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+                 f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        servers.append((server, log_path))
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             assert server.poll() is None, "JupyterLab exited:\n" + log_path.read_text()
@@ -99,8 +111,10 @@ def jupyterlab(data_env, tmp_path):
                         break
             except OSError:
                 time.sleep(1)
-        yield base, token, root / "notebooks" / NOTEBOOK
-    finally:
+        return base, token, root / "notebooks" / notebook
+
+    yield start
+    for server, log_path in servers:
         server.terminate()  # the server shuts its kernels down
         try:
             server.wait(timeout=30)
@@ -129,7 +143,7 @@ ALL_RAN = """() => {
 
 
 def test_notebook_00_runs_in_jupyterlab(browser, jupyterlab):  # no server without a browser
-    base, token, saved = jupyterlab
+    base, token, saved = jupyterlab(NOTEBOOK)
     n_code = sum(c["cell_type"] == "code" for c in json.loads(saved.read_text())["cells"])
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_S * 1000)
@@ -168,6 +182,67 @@ def test_notebook_00_runs_in_jupyterlab(browser, jupyterlab):  # no server witho
     cells = [c for c in json.loads(saved.read_text())["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in cells)
     assert not [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+
+
+def _run_menu(page, command: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(f".lm-Menu-item[data-command='{command}']").click()
+
+
+def _eps_in_title(text: str) -> float:
+    return float(re.search(r"ε = ([\d.]+)/255", text).group(1))
+
+
+def test_explorer_slider_in_notebook_01(browser, jupyterlab, tmp_path):
+    """cpu profile, as in class: the setup cell loads the shipped models (no training: the runs
+    cache stays empty), the explorer cell draws; dragging the ε slider redraws the view for the
+    slider's ε."""
+    base, token, saved = jupyterlab(EXPLORER_NOTEBOOK, profile="cpu")
+    listing = json.load(urllib.request.urlopen(f"{base}/api/contents/notebooks?token={token}"))
+    names = sorted(f["name"] for f in listing["content"])
+    assert names == [EXPLORER_NOTEBOOK], f"the file browser lists {names}: the .py twin is not hidden"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    page.goto(f"{base}/lab/tree/notebooks/{EXPLORER_NOTEBOOK}?token={token}")
+    _wait_for_idle_kernel(base, token)
+    cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea-editor",
+                                                        has_text="Explorer(DATASETS"))
+    cell.locator(".jp-InputArea-prompt").click()  # select the explorer cell
+    _run_menu(page, "notebook:run-all-above")
+    _run_menu(page, "notebook:run-cell")
+    slider = cell.locator(".widget-slider", has=page.locator(".widget-label", has_text="ε"))
+    caption, image = cell.locator(".widget-html-content"), cell.locator(".widget-output img")
+    try:
+        image.wait_for()
+        before = {"src": image.get_attribute("src"), "title": caption.inner_text()}
+        assert "model: nat (pretrained)" in before["title"], before["title"]  # the shipped model
+        assert _eps_in_title(before["title"]) == float(slider.locator(".widget-readout").inner_text())
+        handle = slider.locator(".noUi-handle").bounding_box()
+        page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(handle["x"] + 60, handle["y"] + handle["height"] / 2, steps=5)
+        page.mouse.up()
+        # the view drawn for the released slider: its title's ε is the slider's, its image is new
+        page.wait_for_function(
+            """([caption, readout, old]) => {
+                 const m = caption.innerText.match(/ε = ([\\d.]+)\\/255/);
+                 return caption.innerText !== old && m && parseFloat(m[1]) === parseFloat(readout.innerText);
+               }""", arg=[caption.element_handle(), slider.locator(".widget-readout").element_handle(),
+                          before["title"]], polling=200, timeout=120_000)
+        page.wait_for_function("([img, old]) => img.src !== old",
+                               arg=[image.element_handle(), before["src"]], polling=200,
+                               timeout=120_000)
+    finally:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        cell.screenshot(path=str(SHOTS / "notebook01_explorer.png"))
+    eps = float(slider.locator(".widget-readout").inner_text())
+    title = caption.inner_text()
+    assert eps > _eps_in_title(before["title"])  # dragged to the right
+    assert _eps_in_title(title) == eps, (title, eps)
+    assert image.get_attribute("src") != before["src"]
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert not [t for t in errors.all_inner_texts() if "Traceback" in t]
+    assert not list((tmp_path / "runs").glob("*/*")), "notebook 01 trained a model in the cpu profile"
 
 
 def test_site_links_resolve(browser, data_env, tmp_path):

@@ -1,7 +1,7 @@
 """Robust evaluation on a small CNN trained on real PneumoniaMNIST: robust accuracy always comes with
 balanced accuracy, prediction shares and AUC; early stopping keeps exactly the images no PGD iterate
 fooled; the cascade's stages match its attacks run one by one; the gradient-masking sanity checks pass
-on an undefended model."""
+on an undefended model; demos pick images the model gets right with high confidence."""
 
 import math
 
@@ -10,8 +10,9 @@ import torch
 
 from survey_lib.attacks import make_attack
 from survey_lib.config import get_profile
-from survey_lib.data import Split, task_info
-from survey_lib.evaluate import cascade_metrics, robust_metrics, sanity_checks
+from survey_lib.data import Split, TaskInfo, task_info
+from survey_lib.errors import DataError
+from survey_lib.evaluate import cascade_metrics, pick_examples, robust_metrics, sanity_checks
 from survey_lib.train import load_dataset, train_baseline
 
 
@@ -83,3 +84,66 @@ def test_sanity_checks_pass_on_undefended_model(pneumonia):
     assert len(checks) == 5
     failed = [c for c in checks if not c["passed"]]
     assert not failed, failed
+
+
+class _Logits(torch.nn.Module):
+    """A 'model' whose logits are stored in the image itself (pixel [0, 0, :k]), so a test sets
+    exactly which images are right and how confident the model is."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k, self.dummy = k, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x[:, 0, 0, :self.k] * 10 + self.dummy
+
+
+def _split(logits, labels, task="multi-class"):
+    n, k = logits.shape
+    x = torch.zeros(n, 1, 4, 4)
+    x[:, 0, 0, :k] = logits
+    info = TaskInfo("toy", task, tuple(f"c{i}" for i in range(k)), 1, False, 4)
+    return Split(x, torch.as_tensor(labels), info)
+
+
+def test_pick_examples_draws_among_confident_correct_images():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.rand(200, 3, generator=gen) / 10
+    labels = torch.randint(0, 3, (200,), generator=gen)
+    split = _split(logits, labels)
+    p = torch.softmax(logits * 10, 1)
+    correct = p.argmax(1) == labels
+    p_true = p[torch.arange(200), labels]
+    threshold = p_true[correct].sort(descending=True).values[round(0.5 * int(correct.sum())) - 1]
+    model = _Logits(3)
+    picks = {i for seed in range(30) for i in pick_examples(model, split, n=2, seed=seed).indices}
+    assert len(picks) > 10  # the seed changes the draw
+    for i in picks:
+        assert correct[i] and p_true[i] >= threshold  # right, and in the top half by p(true)
+    first = pick_examples(model, split, n=2, seed=3)
+    assert first == pick_examples(model, split, n=2, seed=3)  # seeded
+    assert first.scores == [round(float(p_true[i]), 4) for i in first.indices]
+    assert "seed 3" in first.rule and f" {round(0.5 * int(correct.sum()))} of 200" in first.rule
+
+
+def test_pick_examples_binary_and_segmentation():
+    # binary: MedMNIST's rule (p(class 1) > 0.5); only images 1 and 3 are right
+    split = _split(torch.tensor([[0.2, 0.0], [0.0, 0.3], [0.1, 0.0], [0.0, 0.05]]), [1, 1, 1, 1],
+                   "binary-class")
+    assert pick_examples(_Logits(2), split, top=1.0, n=2).indices == [1, 3]
+    assert pick_examples(_Logits(2), split, top=0.5).indices == [1]  # the more confident one
+    with pytest.raises(DataError, match="Only 2 of the 4 toy images qualify"):
+        pick_examples(_Logits(2), split, n=3, top=1.0)
+
+    class Seg(_Logits):  # predicts the lesion where the image is bright
+        def forward(self, x):
+            return torch.cat([0.5 - x[:, :1], x[:, :1] - 0.5], 1) + self.dummy
+
+    masks = torch.zeros(4, 8, 8, dtype=torch.long)
+    masks[:, 2:6, 2:6] = 1
+    x = torch.zeros(4, 1, 8, 8)
+    x[0, 0, 2:6, 2:6] = 1  # perfect
+    x[1, 0, 2:4, 2:6] = 1  # half the lesion
+    x[3, 0, 2:6, 2:5] = 1  # three quarters
+    seg = Split(x, masks, TaskInfo("toyseg", "segmentation", ("bg", "lesion"), 1, False, 8))
+    assert pick_examples(Seg(0), seg, n=2).indices == [0, 3]  # the two best segmented

@@ -131,3 +131,28 @@ def test_committed_results_text_matches_the_committed_rows():
     for readme in (ROOT / "README.md", run / "README.md"):
         block = readme.read_text().split("<!-- results:begin -->\n")[1].split("<!-- results:end -->")[0]
         assert block == text, f"copy benchmarks/benchmark_cpu/results.md into {readme.name}'s results block"
+
+
+
+
+def test_gallery_titles_do_not_overlap_the_row_above():
+    """Each image's two-line title stays clear of the row above (tight_layout let them overlap)."""
+    import matplotlib
+    import torch
+
+    from survey_lib.report import plot_gallery
+
+    matplotlib.use("Agg")
+    examples = [{"dataset": "breastmnist", "defense": d, "eps": 8, "x": torch.rand(4, 1, 28, 28),
+                 "x_adv": torch.rand(4, 1, 28, 28), "y": torch.tensor([0, 1, 0, 1]),
+                 "pred": torch.tensor([0, 0, 1, 1]), "pred_adv": torch.tensor([1, 1, 0, 0]),
+                 "classes": ["malignant", "normal, benign"]} for d in ("nat", "pgd_at")]
+    fig = plot_gallery(examples)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    rows = [fig.axes[i * 4:(i + 1) * 4] for i in range(6)]
+    for above, below in zip(rows, rows[1:]):
+        bottom_above = min(ax.get_window_extent(renderer).y0 for ax in above)
+        top_titles = max(ax.title.get_window_extent(renderer).y1 for ax in below)
+        assert top_titles < bottom_above, (top_titles, bottom_above)
+    assert [ax.title.get_color() for ax in rows[0]] == ["black", "red", "red", "black"]

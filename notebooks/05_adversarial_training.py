@@ -45,6 +45,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 from survey_lib import exercises
 from survey_lib.attacks import PGD

@@ -48,7 +48,7 @@ def test_manifest_covers_the_shipped_set_and_files_are_small():
 
 
 def test_nat_models_match_the_committed_cpu_baselines(tests_of):
-    baselines = pd.read_csv(committed("baselines_cpu.csv")).set_index("dataset")
+    baselines = pd.read_csv(committed("baselines_cpu/baselines_cpu.csv")).set_index("dataset")
     for dataset in NAT:
         model, entry = pretrained.load(dataset)
         test = tests_of(dataset)

@@ -46,9 +46,9 @@ def test_cli_renders_notebook_00(data_env, tmp_path, capsys):
     code = [c for c in executed["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in code)
     assert "profile: smoke" in json.dumps(executed)
-    assert "<table>" in (out / "benchmarks" / "baselines_cpu.html").read_text()
-    assert (out / "benchmarks" / "baselines_cpu.png").read_bytes() == \
-        (ROOT / "benchmarks" / "baselines_cpu.png").read_bytes()
+    assert "<table>" in (out / "benchmarks" / "baselines_cpu" / "baselines_cpu.html").read_text()
+    assert (out / "benchmarks" / "baselines_cpu" / "baselines_cpu.png").read_bytes() == \
+        (ROOT / "benchmarks" / "baselines_cpu" / "baselines_cpu.png").read_bytes()
 
 
 def _notebook(path: Path, title: str, code: str) -> None:
@@ -71,7 +71,7 @@ def test_failed_notebook_is_reported_in_taxonomy_order(tmp_path):
     (results / "tables").mkdir(parents=True)
     (results / "tables" / "grid.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
     (results / "figures").mkdir()
-    shutil.copy(ROOT / "benchmarks" / "baselines_cpu.png", results / "figures" / "curve.png")
+    shutil.copy(ROOT / "benchmarks" / "baselines_cpu" / "baselines_cpu.png", results / "figures" / "curve.png")
 
     with pytest.raises(SurveyError, match=r"1 of 3 notebook\(s\) failed \(05_at: ValueError: boom"):
         build_site("smoke", tmp_path / "site", source=src, results=results)

@@ -71,7 +71,8 @@ def test_failed_notebook_is_reported_in_taxonomy_order(tmp_path):
     (results / "tables").mkdir(parents=True)
     (results / "tables" / "grid.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
     (results / "figures").mkdir()
-    shutil.copy(ROOT / "benchmarks" / "baselines_cpu" / "baselines_cpu.png", results / "figures" / "curve.png")
+    shutil.copy(ROOT / "benchmarks" / "baselines_cpu" / "baselines_cpu.png",
+                results / "figures" / "curve.png")
 
     with pytest.raises(SurveyError, match=r"1 of 3 notebook\(s\) failed \(05_at: ValueError: boom"):
         build_site("smoke", tmp_path / "site", source=src, results=results)

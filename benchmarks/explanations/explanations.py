@@ -2,17 +2,19 @@
 NAT vs PGD-AT, clean vs PGD-20 at 8/255, on each local 2D classification dataset.
 
     SURVEY_DATA_DIR=<data dir> python benchmarks/explanations/explanations.py \
-        [--datasets pneumoniamnist breastmnist retinamnist] [--n 200] [--nat-seeds 0 1 2]
+        [--datasets pneumoniamnist breastmnist retinamnist] [--n 200] [--seeds 0 1 2]
 
-Models: the cpu profile's NAT model (``train_baseline``, one per seed) and its PGD-AT model at
-8/255 (``make_defense("pgd_at", eps=8)``; it has no seed argument and takes the profile's seed 0),
-trained on first use and cached in ``runs/``. Images: ``n`` test images drawn class-stratified with
-seed 0 (the same images for every model). Per image and model (``survey_lib.explain``): the Pearson
-correlation between the map of the clean image and the map of its PGD-20 version, both explaining
-the true class, for Grad-CAM and for saliency; and, as controls, the same after random ±8/255 sign
-noise, and the correlation between the maps of two different clean images (how image-specific the
-maps are). Writes into this folder: ``per_image.csv``, ``summary.csv`` (mean, std and 95 % bootstrap
-interval over images per model and seed; NAT over seeds; the paired PGD-AT − NAT difference),
+Models: the NAT and PGD-AT models of the cpu benchmark grid, one per seed
+(:func:`survey_lib.benchmark.protocol.train_model`, PGD-AT at the grid's training ε of the dataset),
+the same files as the grid's rows (trained on first use, cached in ``runs/``). Images: ``n`` test
+images drawn class-stratified with seed 0 (the same images for every model). Attack: the grid's
+PGD-20 at 8/255 (survey step 2/255, random start). Per image and model (``survey_lib.explain``): the
+Pearson correlation between the map of the clean image and the map of its PGD-20 version, both
+explaining the true class, for Grad-CAM and for saliency; and, as controls, the same after random
+±8/255 sign noise, and the correlation between the maps of two different clean images (how
+image-specific the maps are). Writes into this folder: ``per_image.csv``, ``summary.csv`` (mean, std
+and 95 % bootstrap interval over images per model and seed; per model mean ± std over seeds; the
+paired PGD-AT − NAT difference per seed and over seeds),
 ``<dataset>.png`` (the figure) and ``run.json`` (per dataset: date, machine, threads, versions,
 arguments). Rows of datasets not named in ``--datasets`` are kept from earlier runs.
 """
@@ -29,7 +31,8 @@ import pandas as pd
 import torch
 
 from survey_lib.attacks import make_attack
-from survey_lib.defenses import make_defense
+from survey_lib.benchmark import GRIDS
+from survey_lib.benchmark.protocol import pgd_step, train_model
 from survey_lib.explain import (
     explanation_figure,
     explanation_stability,
@@ -39,10 +42,11 @@ from survey_lib.explain import (
 )
 from survey_lib.metrics import mean_interval
 from survey_lib.paths import BENCHMARKS
-from survey_lib.train import load_dataset, train_baseline
+from survey_lib.train import load_dataset
 
 OUT = BENCHMARKS / "explanations"
 EPS = 8
+GRID = GRIDS["cpu"]
 METRICS = ("cam_pearson", "saliency_pearson", "cam_spearman", "saliency_spearman")
 
 
@@ -91,35 +95,55 @@ def describe(df: pd.DataFrame) -> dict:
     return out
 
 
+def _paired(a: pd.DataFrame, b: pd.DataFrame, m: str) -> np.ndarray:
+    """Per image ``a − b`` of metric ``m`` (the same images, in the same order), NaNs dropped."""
+    assert a["index"].tolist() == b["index"].tolist()
+    d = a[m].to_numpy() - b[m].to_numpy()
+    return d[~np.isnan(d)]
+
+
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, model, seed); per (dataset, model) the mean ± std of the per-seed means
+    over seeds; the paired PGD-AT − NAT difference per seed (95 % bootstrap interval over images)
+    and its mean ± std over seeds."""
     rows = []
     for (dataset, model, seed), df in per_image.groupby(["dataset", "model", "seed"], sort=False):
         rows.append({"dataset": dataset, "model": model, "seed": str(seed), **describe(df)})
     summary = pd.DataFrame(rows)
     extra = []
-    for dataset, s in summary.groupby("dataset", sort=False):
-        nat = s[s.model == "NAT"]
-        if len(nat) > 1:  # NAT over seeds: mean and std of the per-seed means; std over all pairs
-            row = {"dataset": dataset, "model": "NAT", "seed": "mean±std over " + " ".join(nat.seed),
-                   "n": int(nat.n.iloc[0])}
-            pooled = per_image[(per_image.dataset == dataset) & (per_image.model == "NAT")]
-            for c in ("clean_acc", "robust_acc", "flip_rate") + tuple(f"{m}_mean" for m in METRICS):
-                row[c] = nat[c].mean()
-                row[c.replace("_mean", "") + "_seed_std"] = nat[c].std(ddof=1)
-            for m in METRICS:
-                row[f"{m}_std"] = pooled[m].std(ddof=1)  # over every (seed, image)
-            extra.append(row)
-        a = per_image[(per_image.dataset == dataset) & (per_image.model == "PGD-AT")]
-        b = per_image[(per_image.dataset == dataset) & (per_image.model == "NAT") & (per_image.seed == 0)]
-        if len(a) and len(b):  # the same images: paired difference PGD-AT − NAT (seed 0)
-            assert a["index"].tolist() == b["index"].tolist()
-            row = {"dataset": dataset, "model": "PGD-AT − NAT", "seed": "0 (paired)", "n": len(a)}
-            for m in ("cam_pearson", "saliency_pearson"):
-                d = a[m].to_numpy() - b[m].to_numpy()
-                d = d[~np.isnan(d)]
+    for (dataset, model), s in summary.groupby(["dataset", "model"], sort=False):
+        if len(s) < 2:
+            continue
+        row = {"dataset": dataset, "model": model, "seed": "mean±std over " + " ".join(s.seed),
+               "n": int(s.n.iloc[0])}
+        pooled = per_image[(per_image.dataset == dataset) & (per_image.model == model)]
+        for c in ("clean_acc", "robust_acc", "flip_rate") + tuple(f"{m}_mean" for m in METRICS):
+            row[c] = s[c].mean()
+            row[c.replace("_mean", "") + "_seed_std"] = s[c].std(ddof=1)
+        for m in METRICS:
+            row[f"{m}_std"] = pooled[m].std(ddof=1)  # over every (seed, image)
+        extra.append(row)
+    for dataset in per_image.dataset.unique():
+        data = per_image[per_image.dataset == dataset]
+        seeds = sorted(set(data[data.model == "PGD-AT"].seed) & set(data[data.model == "NAT"].seed))
+        diffs = {m: [] for m in ("cam_pearson", "saliency_pearson")}
+        for seed in seeds:  # the same images: paired difference PGD-AT − NAT of the same seed
+            a = data[(data.model == "PGD-AT") & (data.seed == seed)]
+            b = data[(data.model == "NAT") & (data.seed == seed)]
+            row = {"dataset": dataset, "model": "PGD-AT − NAT", "seed": f"{seed} (paired)",
+                   "n": len(a)}
+            for m in diffs:
+                d = _paired(a, b, m)
                 lo, hi = mean_interval(d)
+                diffs[m].append(d.mean())
                 row.update({f"{m}_mean": d.mean(), f"{m}_std": d.std(ddof=1), f"{m}_lo": lo,
                             f"{m}_hi": hi})
+            extra.append(row)
+        if len(seeds) > 1:
+            row = {"dataset": dataset, "model": "PGD-AT − NAT",
+                   "seed": "mean±std over " + " ".join(map(str, seeds)), "n": len(a)}
+            for m, v in diffs.items():
+                row.update({f"{m}_mean": np.mean(v), f"{m}_seed_std": np.std(v, ddof=1)})
             extra.append(row)
     return pd.concat([summary, pd.DataFrame(extra)], ignore_index=True)
 
@@ -128,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["pneumoniamnist", "breastmnist", "retinamnist"])
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--nat-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--k", type=int, default=3, help="example images per figure")
     args = parser.parse_args()
     matplotlib.use("Agg")
@@ -136,20 +160,23 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
-    attack, noise = make_attack("pgd", eps=EPS, steps=20), sign_noise(EPS)
+    attack = make_attack("pgd", eps=EPS, steps=20, step_size=pgd_step(EPS))
+    noise = sign_noise(EPS)
     frames = []
     for dataset in args.datasets:
         test = load_dataset(dataset)["test"]
-        models = {("NAT", s): train_baseline(dataset, "cpu", seed=s, progress=False)[0]
-                  for s in args.nat_seeds}
-        models["PGD-AT", 0] = make_defense("pgd_at", eps=EPS).train(dataset, "cpu", progress=False)[0]
+        models = {(label, seed): train_model(dataset, defense, train_eps, seed, "cpu")[0]
+                  for label, defense, train_eps in (("NAT", "nat", None),
+                                                    ("PGD-AT", "pgd_at", GRID.train_eps_for(dataset)))
+                  for seed in args.seeds}
         for (label, seed), model in models.items():
             df = stability(model, test, attack, noise, args.n)
             frames.append(df.assign(dataset=dataset, model=label, seed=seed))
             print(f"{dataset} {label} seed {seed}: CAM r = {df.cam_pearson.mean():.3f} "
                   f"± {df.cam_pearson.std():.3f}, saliency r = {df.saliency_pearson.mean():.3f}, "
                   f"flipped {df.flipped.mean():.2f} (n = {len(df)})", flush=True)
-        fig = explanation_figure({"NAT": models["NAT", args.nat_seeds[0]], "PGD-AT": models["PGD-AT", 0]},
+        first = args.seeds[0]
+        fig = explanation_figure({"NAT": models["NAT", first], "PGD-AT": models["PGD-AT", first]},
                                  test, attack, k=args.k, seed=0)
         fig.savefig(OUT / f"{dataset}.png", dpi=110)
         plt.close(fig)

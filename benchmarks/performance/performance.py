@@ -10,12 +10,17 @@ saving, and the cpu grid's wall time.
    every one of its attacks on every example, with the grid's settings (APGD 20 steps, Square 300
    queries), on the cpu grid's cached models (target ≤ 0.5).
 3. The cpu grid's wall time, from ``run_log.jsonl`` and the rows of the results folder.
+4. (``--parts layout``) The CPU speed-up of channels_last: a standard and a PGD-5 AT epoch with
+   the model and batches in the default NCHW layout (the training path before commit 35bf885)
+   and in channels_last (now), interleaved in one process (alternating which runs first) so both
+   see the same machine.
 Medians over ``--repeats``; CSV + Markdown under benchmarks/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -42,6 +47,47 @@ def epoch_seconds(train, loss_fn=None) -> float:
               lr=config["lr"], augment_data=config["augment"], loss_fn=loss_fn,
               select_fn=lambda m, v: 0.0, progress=False)
     return out["seconds"]
+
+
+@contextlib.contextmanager
+def nchw():
+    """The training path as it was before channels_last on the CPU: the model and every batch in
+    the default contiguous (NCHW) layout."""
+    import survey_lib.train as train_module
+
+    original = train_module.to_device
+
+    def to_device(model, x, device):
+        model.to(device, memory_format=torch.contiguous_format)
+        return None if x is None else x.to(device).contiguous()
+
+    train_module.to_device = to_device
+    try:
+        yield
+    finally:
+        train_module.to_device = original
+
+
+def layout_cost(repeats: int) -> list[dict]:
+    """Per-epoch seconds in NCHW (before) and channels_last (after), interleaved; their ratio."""
+    train = load_dataset("pneumoniamnist")["train"]
+    rows = []
+    for name, loss in (("standard", None),
+                       ("PGD-5 AT", lambda: AdversarialLoss("pgd_at", PGD(eps=8, steps=5, step_size=4),
+                                                            train.info.task))):
+        times = {"NCHW": [], "channels_last": []}
+        for r in range(repeats):  # the order alternates, so neither layout always runs first
+            for fmt in list(times)[::1 if r % 2 == 0 else -1]:
+                with nchw() if fmt == "NCHW" else contextlib.nullcontext():
+                    times[fmt].append(epoch_seconds(train, loss() if loss else None))
+        before, after = (statistics.median(times[f]) for f in times)
+        rows += [{"measure": f"{name} epoch, NCHW (before) (s)", "value": round(before, 2)},
+                 {"measure": f"{name} epoch, channels_last (after) (s)", "value": round(after, 2)},
+                 {"measure": f"{name} epoch: NCHW / channels_last", "value": round(before / after, 3),
+                  "target": "> 1", "met": before > after,
+                  "detail": "per repeat (s): " + "; ".join(
+                      f"{a:.1f} vs {b:.1f}" for a, b in zip(times["NCHW"], times["channels_last"]))}]
+    return rows
 
 
 def training_cost(repeats: int) -> list[dict]:
@@ -122,7 +168,8 @@ def main() -> None:
     torch.manual_seed(0)
     start = time.perf_counter()
     parts = {"grid": lambda: grid_time(Path(args.results)), "training": lambda: training_cost(args.repeats),
-             "cascade": lambda: cascade_cost(args.repeats, args.n)}
+             "cascade": lambda: cascade_cost(args.repeats, args.n),
+             "layout": lambda: layout_cost(args.repeats)}
     rows = [row for name in args.parts for row in parts[name]()]
     df = pd.DataFrame(rows)
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
@@ -130,8 +177,9 @@ def main() -> None:
     Path(args.out + ".md").write_text(
         "# Performance record (issue 5)\n\n"
         "Command: `SURVEY_DATA_DIR=<data dir> .venv/bin/python benchmarks/performance/performance.py "
-        f"--repeats "
-        f"{args.repeats} --n {args.n}`; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"--repeats {args.repeats} --n {args.n} --parts {' '.join(args.parts)}"
+        + (f" --out {args.out}" if args.out != parser.get_default("out") else "")
+        + f"`; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"machine: {machine}; this script took {time.perf_counter() - start:.0f} s.\n\n"
         + df.to_markdown(index=False) + "\n")
     print(df.to_string())

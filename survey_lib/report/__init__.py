@@ -12,11 +12,11 @@
 from .baselines import MEDMNIST_V2_REFERENCE, baseline_table, plot_baselines
 from .figures import plot_benchmark, plot_gallery
 from .files import provenance, save_figures, save_table
-from .findings import difference, sanity_table, survey_findings
+from .findings import difference, explanation_findings, sanity_table, survey_findings
 from .summary import results_markdown
 from .tables import save_benchmark_tables, summarise, survey_table
 
-__all__ = ["MEDMNIST_V2_REFERENCE", "baseline_table", "difference", "plot_baselines",
+__all__ = ["MEDMNIST_V2_REFERENCE", "baseline_table", "difference", "explanation_findings", "plot_baselines",
            "plot_benchmark", "plot_gallery", "provenance", "results_markdown", "sanity_table",
            "save_benchmark_tables",
            "save_figures", "save_table", "summarise", "survey_findings", "survey_table"]

@@ -144,3 +144,33 @@ def survey_findings(rows: list[dict], attack: str = "pgd") -> pd.DataFrame:
                     "every pair of intervals overlaps",
                     "verdict": "established" if pairs else "not established"})
     return pd.DataFrame(out)
+
+
+def explanation_findings(summary: pd.DataFrame, metric: str = "cam_pearson") -> str:
+    """Markdown lines from the explanation study's ``summary.csv`` (``benchmarks/explanations``):
+    per dataset, the clean-vs-adversarial correlation of the maps (``metric``) of NAT and PGD-AT,
+    mean ± std over seeds, and the verdict "PGD-AT keeps its explanation better than NAT", claimed
+    only when the paired 95% interval over images of PGD-AT − NAT lies above 0 in every seed."""
+    name = {"cam_pearson": "Grad-CAM", "saliency_pearson": "saliency"}.get(metric, metric)
+    lines = []
+    for dataset, d in summary.groupby("dataset", sort=False):
+        over = d[d["seed"].astype(str).str.startswith("mean±std")].set_index("model")
+        paired = d[d["seed"].astype(str).str.endswith("(paired)")]
+        if not {"NAT", "PGD-AT", "PGD-AT − NAT"} <= set(over.index) or paired.empty:
+            continue
+        seeds = over.loc["NAT", "seed"].removeprefix("mean±std over ").split()
+
+        def pm(model, over=over):
+            r = over.loc[model]
+            return f"{r[f'{metric}_mean']:.2f} ± {r[f'{metric}_seed_std']:.2f}"
+
+        kept = bool((paired[f"{metric}_lo"] > 0).all())
+        per_seed = ", ".join(f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in
+                             zip(paired[f"{metric}_lo"], paired[f"{metric}_hi"]))
+        lines.append(
+            f"- **{dataset}** (n = {int(over.loc['NAT', 'n'])} test images, {len(seeds)} seeds): "
+            f"{name} correlation between a clean image's map and its PGD version's, NAT "
+            f"{pm('NAT')}, PGD-AT {pm('PGD-AT')} (mean ± std over seeds); PGD-AT − NAT "
+            f"{pm('PGD-AT − NAT')}, per seed {per_seed}: PGD-AT keeps its explanation better than "
+            f"NAT — {'established' if kept else 'not established'}.")
+    return "\n".join(lines)

@@ -142,6 +142,22 @@ ALL_RAN = """() => {
 }"""
 
 
+def _saved_notebook(path: Path, before: float, timeout_s: float = 60) -> dict:
+    """The notebook JupyterLab saved after ``before`` (an mtime), read once the write is complete:
+    a read between the server's truncation and its write finds an empty file."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if path.stat().st_mtime != before:
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise
+        elif time.monotonic() > deadline:
+            raise AssertionError(f"{path.name} was not saved within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
 def test_notebook_00_runs_in_jupyterlab(browser, jupyterlab):  # no server without a browser
     base, token, saved = jupyterlab(NOTEBOOK)
     n_code = sum(c["cell_type"] == "code" for c in json.loads(saved.read_text())["cells"])
@@ -176,10 +192,7 @@ def test_notebook_00_runs_in_jupyterlab(browser, jupyterlab):  # no server witho
     before = saved.stat().st_mtime
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()
     page.locator(".lm-Menu-item[data-command='docmanager:save']").click()
-    deadline = time.monotonic() + 60
-    while saved.stat().st_mtime == before and time.monotonic() < deadline:
-        time.sleep(0.5)
-    cells = [c for c in json.loads(saved.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = [c for c in _saved_notebook(saved, before)["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in cells)
     assert not [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
 

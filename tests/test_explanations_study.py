@@ -64,3 +64,15 @@ def test_findings_claim_kept_explanations_only_when_every_seed_separates():
     mixed.loc[(mixed.model == "PGD-AT") & (mixed.seed == 1), "cam_pearson"] = [0.3, 0.7, 0.4, 0.8]
     text = explanation_findings(STUDY["summarize"](mixed))
     assert "— not established" in text
+
+
+def test_committed_readme_findings_are_generated_from_the_committed_summary():
+    from survey_lib.report import explanation_findings
+
+    folder = BENCHMARKS / "explanations"
+    summary = pd.read_csv(folder / "summary.csv")
+    text = (folder / "README.md").read_text()
+    block = text.split("<!-- findings:begin -->\n")[1].split("<!-- findings:end -->")[0]
+    assert block == explanation_findings(summary) + "\n" + \
+        explanation_findings(summary, "saliency_pearson") + "\n"
+    assert block.count("— established") == 6  # both maps, three datasets, three seeds each

@@ -284,6 +284,8 @@ def test_gallery(full_run):
     titles = [ax.get_title() for ax in fig.axes]
     assert any("true: " in t for t in titles) and any("δ amplified" in t for t in titles)
     assert any("normal, benign" in t or "malignant" in t for t in titles)  # full class names
+    # a grid without the figure's models (`--defenses trades`) has no gallery, and no error
+    assert B.gallery(SPEC.replace(defenses=("trades",)), "smoke") == []
 
 
 def test_rows_module_rejects_partial_files(tmp_path):

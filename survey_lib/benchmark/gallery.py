@@ -38,6 +38,8 @@ def gallery(spec: GridSpec, profile, n: int = 4, defenses=("nat", "pgd_at")) -> 
             continue
         eps, seed = max(spec.eval_eps_for(dataset)), spec.seeds_for(dataset)[0]
         chosen = [d for d in defenses if d in spec.defenses_for(dataset)]
+        if not chosen:  # e.g. `--defenses trades mart`: no model of the figure in this grid
+            continue
         models = {d: train_model(dataset, d, None if d == "nat" else spec.train_eps_for(dataset),
                                  seed, profile)[0] for d in chosen}
         images = test.take(confident_examples(models[chosen[0]], test, n))

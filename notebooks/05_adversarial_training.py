@@ -70,9 +70,10 @@ print(f"profile: {profile.name} · device: {select_device()}")
 # A defense is built by name; `resolve` shows the full training configuration it will be cached
 # under (`runs/<dataset>/<method>-<hash>/`). The `paper` profile uses the survey's settings
 # (PGD-10 inner attack, step 2/255 at ε = 8/255, β = 6, HAT h = 3.5, γ = 1); `cpu` fits a shared
-# 2-core CPU: PGD-5 inner attack (step 2.5ε/5) and few epochs (4 on PneumoniaMNIST — 2 for the
-# costlier MART and HAT — and AdrenalMNIST3D, 12 on BreastMNIST, 10 on PH2); `smoke` is for CI only
-# (1 epoch, PGD-2). The `epochs` column of the tables says what each model got.
+# 2-core CPU: PGD-5 inner attack (step 2.5ε/5) and few epochs (4 on PneumoniaMNIST, RetinaMNIST and
+# AdrenalMNIST3D; 30 on BreastMNIST, with every class drawn equally often, and 30 on PH2 — both chosen
+# on the validation split, `benchmarks/at_budget/`); `smoke` is for CI only (1 epoch, PGD-2). The
+# `epochs` column of the tables says what each model got.
 
 # %%
 pd.Series(make_defense("hat", eps=8).resolve("breastmnist", profile)).to_frame("hat config")

@@ -128,8 +128,7 @@ def pick_examples(model: nn.Module, split: Split, n: int = 1, seed: int = 0, top
         raise ConfigError(f"top is a fraction in (0, 1]; got {top}.")
     logits = predict(model, split.x, batch_size)
     if task == "segmentation":
-        pred, mask = logits.argmax(1).flatten(1).float(), split.y.flatten(1).float()
-        score = (2 * (pred * mask).sum(1) + 1) / (pred.sum(1) + mask.sum(1) + 1)
+        score = torch.tensor(dice_iou(logits, split.y, keep_per_image=True)["dice_per_image"])
         ok = torch.ones_like(score, dtype=torch.bool)
         what = f"the model segments best (the top {top:.0%} by per-image Dice)"
     else:

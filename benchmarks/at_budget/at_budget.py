@@ -11,7 +11,7 @@ during training. The test split is never loaded (training locks it). Writes
 
     SURVEY_DATA_DIR=<data dir> python benchmarks/at_budget/at_budget.py --dataset breastmnist \\
         --method pgd_at --eps 8 --epochs 12 30 --balanced 0.5 1 --seeds 0 1 2
-    SURVEY_DATA_DIR=<data dir> python benchmarks/at_budget/at_budget.py --dataset ph2 \
+    SURVEY_DATA_DIR=<data dir> python benchmarks/at_budget/at_budget.py --dataset ph2 \\
         --method pgd_at --eps 8 --epochs 10 20 30 --balanced profile --seeds 0 --name at_budget_ph2
 """
 

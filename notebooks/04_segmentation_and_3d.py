@@ -14,7 +14,7 @@
 # | **Objectives** | attack a lesion-segmentation U-Net through the cross-entropy or the Dice loss and measure Dice and IoU; run the same gradient attacks on 3D CT volumes |
 # | **Prerequisites** | notebook 01 (PGD); what a segmentation mask and the Dice score are |
 # | **In class** | `cpu` for the PH2 part (shipped U-Net in the explorer); the 3D models train for several minutes, so run the notebook once before class or use `smoke` |
-# | **Run time** | `smoke` 1.2 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+# | **Run time** | `smoke` 1.2 min · `cpu` 8.5 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
 #
 # Reproduces the survey's taxonomy branch **attacks → by task and modality** (Dong et al., ACM CSUR
 # 2024, Sec. 3–4): beyond 2D classification, medical models segment lesions and classify volumes.

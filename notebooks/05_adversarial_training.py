@@ -14,7 +14,7 @@
 # | **Objectives** | train PGD-AT, TRADES, MART, HAT and fast AT from one recipe; read the robustness–accuracy trade-off and the training cost; recognise a collapsed 'robust' model on imbalanced data and the remedies; check for catastrophic overfitting |
 # | **Prerequisites** | notebook 01 (PGD, robust accuracy); a training loop |
 # | **In class** | `smoke` in class (the cpu grid trains about twenty models: run it beforehand); the explorer lists the shipped PGD-AT models in `cpu`, and section 7 shows the committed cpu results in every profile |
-# | **Run time** | `smoke` 0.9 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+# | **Run time** | `smoke` 0.9 min · `cpu` 41.9 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
 #
 # Companion to *Adversarial Attack and Defense for Medical Image Analysis* (Dong et al., ACM
 # Computing Surveys 2024). This notebook reproduces the survey's **defenses → adversarial training**

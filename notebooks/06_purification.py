@@ -14,7 +14,7 @@
 # | **Objectives** | wrap a classifier in JPEG, bit-depth, median, autoencoder and random-resize purifiers; evaluate them naively (transfer) and adaptively (BPDA, EOT) and see the robustness vanish |
 # | **Prerequisites** | notebook 01 (PGD); notebook 02 (transfer attacks) helps |
 # | **In class** | `cpu` if the BreastMNIST baseline is cached (notebook 00), else `smoke` |
-# | **Run time** | `smoke` 0.6 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+# | **Run time** | `smoke` 0.6 min · `cpu` 1 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
 #
 # Companion to *Adversarial Attack and Defense for Medical Image Analysis* (Dong et al., ACM
 # Computing Surveys 2024). This notebook reproduces the survey's **defenses → pre-processing**

@@ -14,7 +14,7 @@
 # | **Objectives** | score adversarial images with a Mahalanobis and a learned detector (AUROC, detection rate at 5% false positives); defeat both with an attacker that knows the detector |
 # | **Prerequisites** | notebook 01 (PGD, CW); notebook 06 (adaptive attacks) helps |
 # | **In class** | `cpu` if the BreastMNIST baseline is cached (notebook 00), else `smoke` |
-# | **Run time** | `smoke` 0.5 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+# | **Run time** | `smoke` 0.5 min · `cpu` 0.6 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
 #
 # Companion to *Adversarial Attack and Defense for Medical Image Analysis* (Dong et al., ACM
 # Computing Surveys 2024). This notebook reproduces the survey's **defenses → detection** branch:

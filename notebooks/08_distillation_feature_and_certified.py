@@ -14,7 +14,7 @@
 # | **Objectives** | see defensive distillation's robustness vanish under a margin (CW) attack (gradient masking); compare feature denoising with plain PGD-AT; certify an L2 radius with randomized smoothing and read the certified-accuracy curve |
 # | **Prerequisites** | notebooks 01 and 05 |
 # | **In class** | `smoke` in class (the cpu profile trains five models); the committed cpu numbers are shown in every profile |
-# | **Run time** | `smoke` 0.7 min · `cpu` not measured (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
+# | **Run time** | `smoke` 0.7 min · `cpu` 8 min (one run each, 2026-11-28, on a shared 2-core CPU under load; see the start page) |
 #
 # Companion to *Adversarial Attack and Defense for Medical Image Analysis* (Dong et al., ACM
 # Computing Surveys 2024). Three more branches of the survey's defense taxonomy:

@@ -164,3 +164,24 @@ cpu_rows, cpu_problems = load_rows(committed("benchmark_cpu"), cpu_spec, get_pro
 print(f"{len(cpu_rows)} of {len(plan(cpu_spec))} cells of the three-seed cpu grid committed",
       *cpu_problems, sep="\n")
 display(Markdown(results_markdown(cpu_rows)))
+
+# %% [markdown]
+# ## The committed segmentation and 3D run
+# `make seg3d` runs the grid's second part (`cpu-seg3d`): the PH2 lesion U-Net, scored by Dice and
+# IoU under PGD on the per-pixel cross-entropy (PGD-CE) and on the Dice loss (PGD-Dice), and the
+# AdrenalMNIST3D volume CNN under FGSM and PGD; NAT and PGD-AT, three seeds, ε ∈ {1, 2, 4, 8}/255.
+# Its rows are committed under `benchmarks/benchmark_cpu_seg3d/` (README: command, machine, wall
+# time); the tables and lines below are generated from them. This grid has no sanity column: that
+# folder's `convergence.md` attacks the AdrenalMNIST3D models again with PGD-100 and 5 restarts;
+# read it before citing their PGD numbers.
+
+# %%
+seg_spec = GRIDS["cpu-seg3d"]
+seg_rows, seg_problems = load_rows(committed("benchmark_cpu_seg3d"), seg_spec, get_profile("cpu"))
+print(f"{len(seg_rows)} of {len(plan(seg_spec))} cells of the cpu segmentation and 3D grid committed",
+      *seg_problems, sep="\n")
+seg_summary = summarise(seg_rows)
+for dataset in seg_spec.datasets:
+    display(Markdown(f"### {dataset}"))
+    display(survey_table(seg_summary, dataset))
+display(Markdown(results_markdown(seg_rows)))

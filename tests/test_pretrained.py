@@ -47,6 +47,15 @@ def test_manifest_covers_the_shipped_set_and_files_are_small():
     assert total < 5_000_000, f"{total / 1e6:.1f} MB: the shipped set should stay a few MB"
 
 
+# Bars of the shipped NAT models (issue 14): clean accuracy within 5 points of the committed cpu
+# baseline (Dice within 0.05 for PH2), and PGD-20 at 2/255 flips at least half of the correctly
+# classified test images. Two miss, as notebooks/README.md states: the BreastMNIST demo model (no
+# augmentation, chosen on validation) is 5.8 points under on accuracy but above on balanced accuracy;
+# no recipe tried makes the RetinaMNIST one flip that easily (benchmarks/demo_nat/).
+ACC_BAR_MISSED = {"breastmnist"}
+FLIP_BAR_MISSED = {"retinamnist"}
+
+
 def test_nat_models_match_the_committed_cpu_baselines(tests_of):
     baselines = pd.read_csv(committed("baselines_cpu/baselines_cpu.csv")).set_index("dataset")
     for dataset in NAT:
@@ -59,7 +68,11 @@ def test_nat_models_match_the_committed_cpu_baselines(tests_of):
             assert dice == pytest.approx(entry["test"]["clean"]["dice"], abs=1e-4)
             continue
         m = classification_metrics(logits, test.y, test.info.task, test.info.num_classes)
-        assert abs(m["acc"] - baselines.loc[dataset, "test_acc"]) <= 0.05, (dataset, m["acc"])
+        base = baselines.loc[dataset]
+        if dataset in ACC_BAR_MISSED:  # the start page's claim: less accurate, better balanced
+            assert m["acc"] < base["test_acc"] - 0.05 and m["bacc"] > base["test_bacc"], dataset
+        else:
+            assert abs(m["acc"] - base["test_acc"]) <= 0.05, (dataset, m["acc"])
         assert m["acc"] == pytest.approx(entry["test"]["clean"]["acc"], abs=1e-4)  # manifest = truth
         assert entry["test"]["n"] == len(test)
 
@@ -68,8 +81,7 @@ def test_nat_models_match_the_committed_cpu_baselines(tests_of):
 def test_pgd_flips_most_correct_images_of_nat_models(dataset, tests_of):
     """White-box PGD-20 at 8/255 makes most of the correctly classified test images of a shipped NAT
     model wrong (a seeded subset of 200 test images, to stay fast), and the manifest's share grows
-    with ε. (At 2/255 it is about a third: a small CNN trained with the cpu recipe is not that
-    brittle; see the manifest.)"""
+    with ε and reaches half at 2/255 (except where :data:`FLIP_BAR_MISSED` says it does not)."""
     model, entry = pretrained.load(dataset)
     test = tests_of(dataset).subset(200, 0)
     y = test.y.view(-1)
@@ -79,6 +91,25 @@ def test_pgd_flips_most_correct_images_of_nat_models(dataset, tests_of):
     assert flipped >= 0.5, f"{dataset}: PGD-{build.EVAL_STEPS} at 8/255 flips only {flipped:.2f}"
     shares = [entry["test"][f"pgd{eps}"]["flipped"] for eps in build.EVAL_EPS]
     assert shares == sorted(shares) and shares[-1] >= 0.5, shares  # the whole test split
+    assert (shares[0] >= 0.5) != (dataset in FLIP_BAR_MISSED), (dataset, shares)
+
+
+def test_start_page_states_the_manifest():
+    """The start page's table of flips is generated from the manifest, and its sentence on the
+    BreastMNIST model quotes the manifest and the committed baseline."""
+    from survey_lib.paths import NOTEBOOKS
+
+    page = (NOTEBOOKS / "README.md").read_text()
+    block = page.split("<!-- flips:begin -->\n")[1].split("<!-- flips:end -->")[0]
+    assert block == pretrained.flip_table(), "paste pretrained.flip_table() into notebooks/README.md"
+    clean = pretrained.entries()["breastmnist/nat"]["test"]["clean"]
+    base = pd.read_csv(committed("baselines_cpu/baselines_cpu.csv")).set_index("dataset").loc[
+        "breastmnist"]
+    assert (f"{clean['acc']:.3f} clean accuracy against the `cpu` baseline's {base['test_acc']:.3f}, "
+            f"but balanced accuracy {clean['bacc']:.3f} against {base['test_bacc']:.3f}") in \
+        " ".join(page.split())
+    for rate in (clean["shares"][0], json.loads(base["pred_shares"])[0]):
+        assert f"{rate:.0%}" in page
 
 
 def test_loader_needs_no_runs_cache(tmp_path, monkeypatch):
@@ -113,6 +144,9 @@ def test_build_trains_exports_and_measures(tmp_path, monkeypatch, data_env):
     assert build.build(progress=False) == ["breastmnist/nat"]
     entry = json.loads((tmp_path / "manifest.json").read_text())["models"]["breastmnist/nat"]
     assert entry["config"]["profile"] == "smoke" and entry["dtype"] == "float16"
+    # the demo recipe's change to the profile's NAT recipe is applied and recorded
+    assert entry["recipe_changes"] == build.NAT_RECIPE["breastmnist"] == {"augment": False}
+    assert entry["config"]["augment"] is False
     state = torch.load(tmp_path / entry["file"], weights_only=True)
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
     model, _ = pretrained.load("breastmnist")

@@ -113,26 +113,107 @@ def test_results_text_is_generated_from_the_rows():
     assert "No result rows" in results_markdown([])
 
 
-def test_committed_results_text_matches_the_committed_rows():
-    """benchmarks/benchmark_cpu/results.md is results_markdown of the committed rows, and the
-    README and the run's README quote it verbatim (numbers are never typed by hand)."""
+def seg_row(defense, attack, seed, dice, eps=8):
+    """A PH2 row with the given per-image Dice."""
+    return {"dataset": "ph2", "defense": defense, "train_eps": None if defense == "nat" else 8,
+            "seed": seed, "attack": attack, "eval_eps": None if attack == "clean" else eps,
+            "attack_config": f"{attack}(steps=20)", "n": len(dice), "subset": None,
+            "dice_per_image": list(dice), "dice": float(np.mean(dice)), "iou": float(np.mean(dice))}
+
+
+def test_segmentation_results_text():
+    """PH2 lines: Dice per model and column with its per-seed values, and PGD-AT − NAT under the
+    attack that hurts PGD-AT most, paired over images."""
+    from survey_lib.report import results_markdown
+
+    n = 40
+    rows = [seg_row(d, "clean", s, [0.9] * n) for d in ("nat", "pgd_at") for s in (0, 1)]
+    rows += [seg_row("nat", a, s, [0.5 + 0.1 * s] * n) for a in ("pgd_ce", "pgd_dice") for s in (0, 1)]
+    rows += [seg_row("pgd_at", "pgd_ce", s, [0.85] * n) for s in (0, 1)]
+    rows += [seg_row("pgd_at", "pgd_dice", s, [0.8] * (n // 2) + [1.0] * (n // 2)) for s in (0, 1)]
+    text = results_markdown(rows)
+    assert "**ph2** (2 seeds; Dice under PGD-20 at ε = 8/255" in text and "n = 40" in text
+    assert "- NAT: clean Dice 0.900 ± 0.000" in text
+    assert "under PGD-CE 0.550 ± 0.071" in text and "(per seed: 0.500, 0.600)" in text
+    # PGD-CE leaves PGD-AT 0.85, PGD-Dice 0.90: the difference is taken under PGD-CE
+    assert "PGD-AT − NAT under PGD-CE (PGD-AT's stronger attack): Dice +0.300" in text
+    rows = [r for r in rows if r["attack"] != "pgd_dice"]
+    half = n // 2
+    rows += [seg_row("nat", "pgd_dice", s, [0.4] * half + [0.6] * half) for s in (0, 1)]
+    rows += [seg_row("pgd_at", "pgd_dice", s, [0.7] * half + [0.9] * half) for s in (0, 1)]
+    text = results_markdown(rows)  # now PGD-Dice leaves PGD-AT 0.80 < 0.85
+    line = next(x for x in text.splitlines() if x.startswith("- PGD-AT − NAT"))
+    assert line.startswith("- PGD-AT − NAT under PGD-Dice (PGD-AT's stronger attack): Dice +0.300")
+    lo, hi = (float(v) for v in line.split("[")[1].rstrip("]).").split(", "))
+    assert lo == hi == 0.3  # paired over the images: every image gains exactly 0.3
+
+
+@pytest.mark.parametrize("folder, grid, readmes", [
+    ("benchmark_cpu", "cpu", ("README.md", "benchmarks/benchmark_cpu/README.md")),
+    ("benchmark_cpu_seg3d", "cpu-seg3d", ("benchmarks/benchmark_cpu_seg3d/README.md",))])
+def test_committed_results_text_matches_the_committed_rows(folder, grid, readmes):
+    """A committed run's results.md is results_markdown of its rows, and the READMEs quote it
+    verbatim (numbers are never typed by hand)."""
     from survey_lib.benchmark import GRIDS, load_rows
     from survey_lib.benchmark.spec import configure
     from survey_lib.config import get_profile
     from survey_lib.paths import ROOT, committed
     from survey_lib.report import results_markdown
 
-    run = committed("benchmark_cpu")
-    rows, problems = load_rows(run, configure(GRIDS["cpu"], seeds=(0, 1, 2)), get_profile("cpu"))
-    assert not problems
+    run = committed(folder)
+    rows, problems = load_rows(run, configure(GRIDS[grid], seeds=(0, 1, 2)), get_profile("cpu"))
+    assert rows and not problems
     text = (run / "results.md").read_text()
     assert text == results_markdown(rows), "rerun `python -m survey_lib benchmark --report-only " \
-        "--profile cpu --seeds 0 1 2 --results benchmarks/benchmark_cpu`"
-    for readme in (ROOT / "README.md", run / "README.md"):
-        block = readme.read_text().split("<!-- results:begin -->\n")[1].split("<!-- results:end -->")[0]
-        assert block == text, f"copy benchmarks/benchmark_cpu/results.md into {readme.name}'s results block"
+        f"--grid {grid} --seeds 0 1 2 --results benchmarks/{folder}`"
+    for readme in readmes:
+        block = (ROOT / readme).read_text().split("<!-- results:begin -->\n")[1].split(
+            "<!-- results:end -->")[0]
+        assert block == text, f"copy benchmarks/{folder}/results.md into {readme}'s results block"
 
 
+def test_robust_vs_eps_rows_hold_each_datasets_own_attacks():
+    """One line per model over the clean score and every ε; a segmentation row shows its own
+    attacks from the left (not under the classification columns) with its Dice axis labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from survey_lib.report.figures import plot_robust_vs_eps
+
+    rows = [row(d, "clean", correct=90) for d in ("nat", "pgd_at")]
+    rows += [row(d, a, eps=e, correct=c) for d, base in (("nat", 60), ("pgd_at", 80))
+             for a in ("fgsm", "pgd", "cw") for e, c in ((2, base), (8, base - 20))]
+    n = 40
+    rows += [seg_row(d, "clean", 0, [0.9] * n) for d in ("nat", "pgd_at")]
+    rows += [seg_row(d, a, 0, [v] * n, eps=e) for d, v in (("nat", 0.4), ("pgd_at", 0.8))
+             for a in ("pgd_ce", "pgd_dice") for e in (2, 8)]
+    fig = plot_robust_vs_eps(summarise(rows))
+    axes = [ax for ax in fig.axes if ax.axison]
+    titles = [ax.get_title() for ax in axes]
+    assert titles == ["breast · FGSM", "breast · PGD", "breast · CW", "ph2 · PGD-CE", "ph2 · PGD-Dice"]
+    seg = axes[3]
+    assert seg.get_ylabel() == "Dice" and axes[0].get_ylabel() == "accuracy"
+    assert seg.get_subplotspec().colspan.start == 0  # from the left
+    lines = {ln.get_label(): ln for ln in seg.get_lines()}
+    assert list(lines["nat"].get_xdata()) == [0.0, 2.0, 8.0]
+    assert list(lines["pgd_at (ε=8)"].get_ydata()) == pytest.approx([0.9, 0.8, 0.8])
+    assert len(axes[1].get_lines()) == 2  # one per model, never a line joining models
+
+
+def test_committed_ph2_rows_meet_the_segmentation_bar():
+    """Issue 13's bar on the committed rows: under PGD-20 at 8/255 (either loss), the PGD-AT U-Net's
+    Dice is ≥ 0.80 and at least 0.25 above the NAT U-Net's (means over the three seeds)."""
+    from survey_lib.benchmark import GRIDS, load_rows
+    from survey_lib.config import get_profile
+    from survey_lib.paths import committed
+
+    rows, _ = load_rows(committed("benchmark_cpu_seg3d"), GRIDS["cpu-seg3d"], get_profile("cpu"))
+    s = summarise([r for r in rows if r["dataset"] == "ph2"]).set_index(["defense", "attack",
+                                                                          "eval_eps"])
+    for attack in ("pgd_ce", "pgd_dice"):
+        at, nat = s.loc[("pgd_at", attack, 8)], s.loc[("nat", attack, 8)]
+        assert at["seeds"] == nat["seeds"] == 3
+        assert at["dice"] >= 0.80 and at["dice"] >= nat["dice"] + 0.25, (attack, at["dice"], nat["dice"])
 
 
 def test_gallery_titles_do_not_overlap_the_row_above():

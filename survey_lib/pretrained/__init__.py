@@ -2,10 +2,12 @@
 
 NAT and PGD-AT SmallCNNs for PneumoniaMNIST, BreastMNIST and RetinaMNIST (28 px) and the NAT U-Net
 for PH2, trained with the ``cpu`` profile through the public API by ``python -m survey_lib
-pretrained build`` (:mod:`survey_lib.pretrained.build`). Each is stored in float16 beside
-``manifest.json``, which holds per model its architecture, its training configuration and its clean
-and robust test metrics (white-box PGD-20 at 2, 4 and 8/255), measured on the shipped weights as
-:func:`load` returns them.
+pretrained build`` (:mod:`survey_lib.pretrained.build`); the NAT SmallCNNs with a change to the cpu
+recipe (more epochs or no augmentation, :data:`~survey_lib.pretrained.build.NAT_RECIPE`) chosen on
+the validation split so that a small perturbation flips them, as a demo needs. Each is stored in
+float16 beside ``manifest.json``, which holds per model its architecture, its training
+configuration and its clean and robust test metrics (white-box PGD-20 at 2, 4 and 8/255), measured
+on the shipped weights as :func:`load` returns them.
 
 The loader reads this folder only: it never looks at (or depends on the keys of) the ``runs/``
 cache of :func:`survey_lib.train.cached_run`.
@@ -114,6 +116,31 @@ def table(profile=None):
     return pd.DataFrame(rows)
 
 
+def flip_table() -> str:
+    """The start page's Markdown table, from the manifest: per shipped NAT classifier, how many test
+    images it gets right and the share of those that white-box PGD-20 flips at each ε, with the
+    95% Wilson interval (rounded to whole percents)."""
+    from ..metrics import wilson_interval
+
+    models = [e for e in manifest()["models"].values()
+              if e["defense"] == "nat" and "acc" in e["test"]["clean"]]
+    eps = [k for k in models[0]["test"] if k.startswith("pgd")] if models else []
+    lines = ["| NAT model | correct (of test) | " + " | ".join(f"ε = {k[3:]}/255" for k in eps) + " |",
+             "|---|---|" + "---|" * len(eps)]
+    for e in models:
+        t = e["test"]
+        correct = round(t["clean"]["acc"] * t["n"])
+        cells = []
+        for k in eps:
+            flips = round(t[k]["flipped"] * correct)
+            lo, hi = wilson_interval(flips, correct)
+            cells.append(f"{t[k]['flipped']:.0%} [{lo * 100:.0f}, {hi * 100:.0f}]")
+        name = e["dataset"].removesuffix("mnist").capitalize() + "MNIST"
+        lines.append(f"| {name} | {correct} of {t['n']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def baseline_model(dataset: str, profile=None, progress: bool = False) -> tuple[nn.Module, str]:
     """The undefended model a notebook uses: the shipped one when it was trained with this profile
     (no training), else :func:`survey_lib.train.train_baseline`'s (trained once, then cached).
@@ -122,8 +149,9 @@ def baseline_model(dataset: str, profile=None, progress: bool = False) -> tuple[
 
     if available(dataset, "nat", profile):
         model, entry = load(dataset, "nat")
+        changes = "".join(f", {k}={v}" for k, v in entry.get("recipe_changes", {}).items())
         return model, (f"{dataset}: pretrained NAT {entry['architecture']['model']} shipped with "
-                       f"survey_lib ({entry['config']['profile']} profile; no training)")
+                       f"survey_lib ({entry['config']['profile']} profile{changes}; no training)")
     model, record = train_baseline(dataset, profile, progress=progress)
     return model, (f"{dataset}: NAT {record['config']['model']} from train_baseline "
                    f"({record['config']['profile']} profile)")

@@ -26,21 +26,27 @@ def plot_robust_vs_eps(summary: pd.DataFrame):
 
     attacked = summary[(summary["attack"] != "clean") & summary["eval_eps"].notna()]
     datasets = sorted(attacked["dataset"].unique())
-    attacks = [a for a in ATTACK_ORDER if a in set(attacked["attack"])]
-    if not datasets or not attacks:
+    # each dataset's row holds its own attacks, from the left (segmentation and classification
+    # grids have different columns)
+    per = {d: [a for a in ATTACK_ORDER if a in set(attacked.loc[attacked["dataset"] == d, "attack"])]
+           for d in datasets}
+    ncols = max((len(v) for v in per.values()), default=0)
+    if not datasets or not ncols:
         return None
-    fig, axes = plt.subplots(len(datasets), len(attacks), figsize=(2.6 * len(attacks),
-                             2.4 * len(datasets)), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(len(datasets), ncols, figsize=(2.6 * ncols, 2.4 * len(datasets)),
+                             squeeze=False, sharey=True)
     colours = dict(zip(DEFENSE_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for i, dataset in enumerate(datasets):
         d = summary[summary["dataset"] == dataset]
         metric = _metric(d)
         clean = d[d["attack"] == "clean"]
-        for j, attack in enumerate(attacks):
+        below = len(per[datasets[i + 1]]) if i + 1 < len(datasets) else 0
+        for j in range(ncols):
             ax = axes[i][j]
-            if d[d["attack"] == attack].empty:
+            if j >= len(per[dataset]):
                 ax.axis("off")
                 continue
+            attack = per[dataset][j]
             for (defense, train_eps), m in d[d["attack"] == attack].groupby(
                     ["defense", d["train_eps"].fillna(-1)], sort=False):
                 train_eps = None if train_eps == -1 else train_eps
@@ -55,15 +61,15 @@ def plot_robust_vs_eps(summary: pd.DataFrame):
                         label=model_label(defense, train_eps))
                 ax.fill_between(xs, lo, hi, color=colours.get(defense), alpha=0.15, lw=0)
             ax.set(ylim=(0, 1), title=f"{dataset.replace('mnist', '')} · {ATTACK_LABEL[attack]}",
-                   xlabel="ε (/255)" if i == len(datasets) - 1 else "")
+                   xlabel="ε (/255)" if j >= below else "")
             ax.title.set_fontsize(8)
-            if j == 0 or metric == "dice":
+            if j == 0:
                 ax.set_ylabel("Dice" if metric == "dice" else "accuracy")
         if axes[i][0].get_legend_handles_labels()[0]:
             axes[i][-1].legend(*axes[i][0].get_legend_handles_labels(), fontsize=6,
                                bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.suptitle("Robust accuracy (Dice for segmentation) vs ε: one line per model (mean over "
-                 "seeds, 95% interval band over test images; ε = 0 is the clean score)", fontsize=10)
+    fig.suptitle("Robust accuracy (Dice for segmentation) vs ε: one line per model\n(mean over "
+                 "seeds, 95% interval band over test images; ε = 0 is the clean score)", fontsize=9)
     fig.tight_layout()
     return fig
 

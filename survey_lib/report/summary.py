@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from .findings import difference, sanity_table, survey_findings
-from .tables import model_label, summarise
+from .tables import ATTACK_LABEL, _boot_index, interval, model_label, summarise
 
 AT = ("pgd_at", "trades", "mart", "hat", "fast_at")
 
@@ -60,6 +61,58 @@ def dataset_lines(rows: list[dict], summary: pd.DataFrame, dataset: str) -> list
     return out
 
 
+def _dice(rows, dataset, defense, attack, eps) -> np.ndarray | None:
+    """Per-seed × per-image Dice of one model × column (seeds in order), or None."""
+    group = sorted([r for r in rows if r["dataset"] == dataset and r["defense"] == defense
+                    and r["attack"] == attack and r["eval_eps"] == eps and "dice_per_image" in r],
+                   key=lambda r: r["seed"])
+    return np.array([r["dice_per_image"] for r in group]) if group else None
+
+
+def dice_difference(rows, dataset, a: tuple, b: tuple) -> dict:
+    """Mean Dice of a − b (each a (defense, attack, ε) averaged over its seeds) with its paired 95%
+    bootstrap interval over the test images both were evaluated on."""
+    da, db = _dice(rows, dataset, *a), _dice(rows, dataset, *b)
+    if da is None or db is None or da.shape[1] != db.shape[1]:
+        return {}
+    idx = _boot_index(da.shape[1])
+    lo, hi = interval(da[:, idx].mean(2).mean(0) - db[:, idx].mean(2).mean(0))
+    return {"diff": float(da.mean() - db.mean()), "lo": lo, "hi": hi}
+
+
+def segmentation_lines(rows: list[dict], summary: pd.DataFrame, dataset: str) -> list[str]:
+    """Bullets for one segmentation dataset at its largest ε: each model's Dice, clean and under
+    each PGD loss; PGD-AT − NAT under the attack that leaves PGD-AT the lowest Dice."""
+    d = summary[(summary["dataset"] == dataset)]
+    eps = d["eval_eps"].max()
+    at = d[d["eval_eps"] == eps]
+    attacks = [a for a in ("pgd_ce", "pgd_dice") if a in set(at["attack"])]
+    clean = d[d["attack"] == "clean"].set_index("defense")
+    seeds = int(d["seeds"].max())
+    steps = re.search(r"steps=(\d+)", at["attack_config"].iloc[0]).group(1) if len(at) else "?"
+    out = [f"**{dataset}** ({seeds} seed{'s' if seeds > 1 else ''}; Dice under PGD-{steps} at "
+           f"ε = {eps:g}/255 on the per-pixel cross-entropy (PGD-CE) and on the Dice loss "
+           f"(PGD-Dice), n = {int(at['n'].iloc[0]) if len(at) else 0}; mean ± std over seeds [95% "
+           "interval over test images]):"]
+    for defense in clean.index:
+        label = "NAT" if defense == "nat" else model_label(defense, clean.loc[defense, "train_eps"])
+        parts = [f"under {ATTACK_LABEL[a]} {_pm(r, 'dice')} (per seed: "
+                 f"{_per_seed(rows, dataset, defense, a, eps, 'dice')})"
+                 for a in attacks for _, r in at[(at["attack"] == a)
+                                                 & (at["defense"] == defense)].iterrows()]
+        out.append(f"- {label}: clean Dice {_pm(clean.loc[defense], 'dice')}; " + "; ".join(parts)
+                   + ".")
+    robust = at[(at["defense"] == "pgd_at") & at["attack"].isin(attacks)]
+    if len(robust) and "nat" in clean.index:
+        worst = robust.loc[robust["dice"].idxmin(), "attack"]
+        diff = dice_difference(rows, dataset, ("pgd_at", worst, eps), ("nat", worst, eps))
+        if diff:
+            out.append(f"- PGD-AT − NAT under {ATTACK_LABEL[worst]} (PGD-AT's stronger attack): Dice "
+                       f"{diff['diff']:+.3f} (paired 95% interval [{diff['lo']:+.3f}, "
+                       f"{diff['hi']:+.3f}]).")
+    return out
+
+
 def results_markdown(rows: list[dict]) -> str:
     """The run's results: per dataset, NAT and every AT model under PGD at the largest ε with
     their intervals; the survey's findings with their verdicts; the sanity checks that failed."""
@@ -71,6 +124,9 @@ def results_markdown(rows: list[dict]) -> str:
                       if "acc" in summary and summary[summary["dataset"] == d]["acc"].notna().any()]
     for dataset in classification:
         lines += dataset_lines(rows, summary, dataset) + [""]
+    if "dice" in summary:
+        for dataset in sorted(summary.loc[summary["dice"].notna(), "dataset"].unique()):
+            lines += segmentation_lines(rows, summary, dataset) + [""]
     findings = survey_findings(rows)
     if not findings.empty:
         lines += ["**The survey's findings, checked** (claimed only when the 95% intervals separate):",

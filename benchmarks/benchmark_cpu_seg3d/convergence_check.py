@@ -23,19 +23,13 @@ from survey_lib.attacks import make_attack
 from survey_lib.benchmark import GRIDS, train_model
 from survey_lib.benchmark.protocol import make_grid_attack
 from survey_lib.data import stratified_indices
-from survey_lib.evaluate import attack_split
+from survey_lib.evaluate import robust_metrics
 from survey_lib.metrics import wilson_interval
 from survey_lib.report import provenance
-from survey_lib.train import load_dataset, predict
+from survey_lib.train import load_dataset
 
 OUT = Path(__file__).resolve().parent
 DATASET = "adrenalmnist3d"
-
-
-def accuracy(model, split, attack=None) -> tuple[float, int]:
-    x = split.x if attack is None else attack_split(model, split, attack)
-    right = int((predict(model, x).argmax(1) == split.y.view(-1)).sum())
-    return right / len(split), right
 
 
 def main(argv=None) -> None:
@@ -58,10 +52,11 @@ def main(argv=None) -> None:
         defense, seed = item.split(":")
         train_eps = None if defense == "nat" else spec.train_eps_for(DATASET)
         model, _ = train_model(DATASET, defense, train_eps, int(seed), "cpu")
-        row = {"model": defense, "seed": int(seed), "n": len(test), "clean": accuracy(model, test)[0]}
+        row = {"model": defense, "seed": int(seed), "n": len(test),
+               "clean": robust_metrics(model, test)["acc"]}
         for name, attack in attacks.items():
-            acc, right = accuracy(model, test, attack)
-            lo, hi = wilson_interval(right, len(test))
+            acc = robust_metrics(model, test, attack)["acc"]
+            lo, hi = wilson_interval(round(acc * len(test)), len(test))
             row.update({name: round(acc, 3), f"{name} 95%": f"[{lo:.3f}, {hi:.3f}]",
                         f"{name} config": repr(attack)})
             print(item, name, acc, flush=True)

@@ -76,27 +76,30 @@ def sanity_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-def _stat(rows: list[dict], dataset, defense, attack, eps, metric="acc"):
-    """(per-seed correctness matrix, labels) of one model × column, or None."""
+def _per_image(rows: list[dict], dataset, defense, attack, eps, metric: str = "acc"):
+    """Per-seed × per-image scores of one model × column (seeds in order), or None: correctness for
+    ``metric="acc"``, Dice for ``metric="dice"`` (segmentation rows)."""
+    field = "dice_per_image" if metric == "dice" else "pred"
     group = sorted([r for r in rows if r["dataset"] == dataset and r["defense"] == defense
-                    and r["attack"] == attack and r["eval_eps"] == eps and "pred" in r],
+                    and r["attack"] == attack and r["eval_eps"] == eps and field in r],
                    key=lambda r: r["seed"])
     if not group:
         return None
+    if metric == "dice":
+        return np.array([r["dice_per_image"] for r in group])
     y = decode(group[0]["y"])
-    return np.stack([decode(r["pred"]) == y for r in group]), y
+    return np.stack([decode(r["pred"]) == y for r in group])
 
 
-def difference(rows, dataset, a: tuple, b: tuple) -> dict:
-    """Mean accuracy of a − b (each a (defense, attack, ε) averaged over its seeds) with its paired
-    95% bootstrap interval over the test images both were evaluated on."""
-    ca, cb = _stat(rows, dataset, *a), _stat(rows, dataset, *b)
-    if ca is None or cb is None or ca[0].shape[1] != cb[0].shape[1]:
+def difference(rows, dataset, a: tuple, b: tuple, metric: str = "acc") -> dict:
+    """Mean accuracy (``metric="dice"``: Dice) of a − b (each a (defense, attack, ε) averaged over
+    its seeds) with its paired 95% bootstrap interval over the test images both were evaluated on."""
+    sa, sb = _per_image(rows, dataset, *a, metric), _per_image(rows, dataset, *b, metric)
+    if sa is None or sb is None or sa.shape[1] != sb.shape[1]:
         return {}
-    idx = _boot_index(ca[0].shape[1])
-    boot = ca[0][:, idx].mean(2).mean(0) - cb[0][:, idx].mean(2).mean(0)
-    lo, hi = interval(boot)
-    return {"diff": float(ca[0].mean() - cb[0].mean()), "lo": lo, "hi": hi}
+    idx = _boot_index(sa.shape[1])
+    lo, hi = interval(sa[:, idx].mean(2).mean(0) - sb[:, idx].mean(2).mean(0))
+    return {"diff": float(sa.mean() - sb.mean()), "lo": lo, "hi": hi}
 
 
 def survey_findings(rows: list[dict], attack: str = "pgd") -> pd.DataFrame:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pandas as pd
 
 from .findings import difference, sanity_table, survey_findings
-from .tables import ATTACK_LABEL, _boot_index, interval, model_label, summarise
+from .tables import ATTACK_LABEL, model_label, summarise
 
 AT = ("pgd_at", "trades", "mart", "hat", "fast_at")
 
@@ -61,25 +60,6 @@ def dataset_lines(rows: list[dict], summary: pd.DataFrame, dataset: str) -> list
     return out
 
 
-def _dice(rows, dataset, defense, attack, eps) -> np.ndarray | None:
-    """Per-seed × per-image Dice of one model × column (seeds in order), or None."""
-    group = sorted([r for r in rows if r["dataset"] == dataset and r["defense"] == defense
-                    and r["attack"] == attack and r["eval_eps"] == eps and "dice_per_image" in r],
-                   key=lambda r: r["seed"])
-    return np.array([r["dice_per_image"] for r in group]) if group else None
-
-
-def dice_difference(rows, dataset, a: tuple, b: tuple) -> dict:
-    """Mean Dice of a − b (each a (defense, attack, ε) averaged over its seeds) with its paired 95%
-    bootstrap interval over the test images both were evaluated on."""
-    da, db = _dice(rows, dataset, *a), _dice(rows, dataset, *b)
-    if da is None or db is None or da.shape[1] != db.shape[1]:
-        return {}
-    idx = _boot_index(da.shape[1])
-    lo, hi = interval(da[:, idx].mean(2).mean(0) - db[:, idx].mean(2).mean(0))
-    return {"diff": float(da.mean() - db.mean()), "lo": lo, "hi": hi}
-
-
 def segmentation_lines(rows: list[dict], summary: pd.DataFrame, dataset: str) -> list[str]:
     """Bullets for one segmentation dataset at its largest ε: each model's Dice, clean and under
     each PGD loss; PGD-AT − NAT under the attack that leaves PGD-AT the lowest Dice."""
@@ -105,7 +85,7 @@ def segmentation_lines(rows: list[dict], summary: pd.DataFrame, dataset: str) ->
     robust = at[(at["defense"] == "pgd_at") & at["attack"].isin(attacks)]
     if len(robust) and "nat" in clean.index:
         worst = robust.loc[robust["dice"].idxmin(), "attack"]
-        diff = dice_difference(rows, dataset, ("pgd_at", worst, eps), ("nat", worst, eps))
+        diff = difference(rows, dataset, ("pgd_at", worst, eps), ("nat", worst, eps), "dice")
         if diff:
             out.append(f"- PGD-AT − NAT under {ATTACK_LABEL[worst]} (PGD-AT's stronger attack): Dice "
                        f"{diff['diff']:+.3f} (paired 95% interval [{diff['lo']:+.3f}, "
